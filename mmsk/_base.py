@@ -1,0 +1,270 @@
+"""The extractor base class: item input, batched parallel extraction, caching, errors.
+
+Every per-modality extractor subclasses :class:`ItemTransformer` and writes
+three small hooks: ``_check_params`` (validate its parameters, in ``fit``),
+``_feature_names`` (the output names) and ``_extract`` (one decoded item to
+one 1-D vector). Everything else — accepting 1-D or one-column input,
+missing values, the error policy, joblib batches, the tqdm bar and the
+content-addressed cache — lives here once.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._cache import FeatureCache, cache_location
+from ._items import (
+    ON_ERROR_CHOICES,
+    ItemError,
+    as_items,
+    describe_item,
+    is_missing,
+    item_fingerprint,
+    item_source,
+)
+
+__all__ = ["BadItem", "ItemTransformer", "ItemWarning"]
+
+#: Largest number of items one joblib task handles.
+MAX_BATCH = 256
+
+
+class BadItem(ValueError):
+    """Raised by a decoder for an item it cannot use; the message is the reason."""
+
+
+class ItemWarning(UserWarning):
+    """Some items could not be read and became NaN rows (``on_error="nan"``)."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, BadItem):
+        return str(exc)
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    text = str(exc).strip() or "no message"
+    return f"cannot be read ({type(exc).__name__}: {text})"
+
+
+def _versions(modules: Sequence[str]) -> dict[str, str]:
+    found = {}
+    for name in ("mmsk", "numpy", *modules):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "?"
+    return found
+
+
+def _extract_batch(
+    est: ItemTransformer,
+    items: Sequence[Any],
+    start: int,
+    column: str | None,
+    cache: FeatureCache,
+    n_out: int,
+) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """Extract one batch of items; return its rows and the failures."""
+    out = np.full((len(items), n_out), np.nan, dtype=est._output_dtype)
+    failures: list[tuple[int, str, str]] = []
+    for i, item in enumerate(items):
+        if is_missing(item):
+            continue
+        try:
+            if cache.enabled:
+                key, source = item_fingerprint(item, text=est._text_items)
+                hit = cache.get(key)
+                if hit is not None and hit.shape == (n_out,):
+                    out[i] = hit
+                    continue
+            else:
+                source = item if est._text_items else item_source(item)
+            vector = np.asarray(est._extract(source), dtype=est._output_dtype).reshape(-1)
+            if vector.shape[0] != n_out:
+                raise BadItem(f"gave {vector.shape[0]} features, expected {n_out}")
+            if cache.enabled:
+                cache.put(key, vector)
+            out[i] = vector
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
+            reason = _reason(exc)
+            if est.on_error == "raise":
+                raise ItemError(column, start + i, describe_item(item), reason) from exc
+            failures.append((start + i, describe_item(item), reason))
+    return out, failures
+
+
+class ItemTransformer(TransformerMixin, BaseEstimator):
+    """Base class of the per-item extractors (not public).
+
+    Subclasses define ``_check_params``, ``_feature_names`` and ``_extract``,
+    and may override ``_fit_items`` (learn from the training items) and
+    ``_cache_params`` (the parameters that change the output).
+    """
+
+    #: Word for the items in messages.
+    _what = "items"
+    #: Third-party packages whose versions key the cache.
+    _versioned = ()
+    #: Items are text (``str`` is content, not a path).
+    _text_items = False
+    _output_dtype = np.float32
+
+    # -- hooks ---------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Validate the subclass's own parameters (called by ``fit``)."""
+
+    def _fit_items(self, items: Sequence[Any]) -> None:
+        """Learn from the training items (most extractors learn nothing)."""
+
+    def _feature_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _extract(self, source: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _cache_params(self) -> dict[str, Any]:
+        params = self.get_params(deep=False)
+        for name in ("on_error", "n_jobs", "memory", "verbose"):
+            params.pop(name, None)
+        return params
+
+    # -- scikit-learn API ----------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> ItemTransformer:
+        """Check the parameters and learn the output layout.
+
+        Parameters
+        ----------
+        X : sequence of items or one-column 2-D input
+            The training column.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted transformer.
+        """
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
+        if self.n_jobs is not None and not isinstance(self.n_jobs, (int, np.integer)):
+            raise ValueError(f"n_jobs must be an int or None, got {self.n_jobs!r}")
+        cache_location(self.memory)  # validates the type
+        self._check_params()
+        items, _ = as_items(X, what=self._what)
+        self.n_features_in_ = 1
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._fit_items(items)
+        self.n_features_out_ = len(self._feature_names())
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Extract features from every item.
+
+        Parameters
+        ----------
+        X : sequence of items or one-column 2-D input
+            The column to transform.
+
+        Returns
+        -------
+        ndarray of shape (n_items, n_features_out_)
+            One row per item, NaN for missing (and, with ``on_error="nan"``,
+            unreadable) items.
+        """
+        check_is_fitted(self)
+        items, column = as_items(X, what=self._what)
+        if hasattr(X, "columns") and hasattr(self, "feature_names_in_"):
+            got = [str(c) for c in X.columns]
+            if got != list(self.feature_names_in_):
+                raise ValueError(
+                    f"{type(self).__name__} was fitted on column {self.feature_names_in_[0]!r}, "
+                    f"got column {got[0]!r}."
+                )
+        if column is None and hasattr(self, "feature_names_in_"):
+            column = str(self.feature_names_in_[0])
+        return self._extract_all(items, column)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output features.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        ndarray of str objects
+            One name per output column.
+        """
+        check_is_fitted(self)
+        return np.asarray(self._feature_names(), dtype=object)
+
+    def __sklearn_tags__(self):
+        """Declare item input: 1-D strings or objects, NaN allowed as missing."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.allow_nan = True
+        tags.target_tags.required = False
+        return tags
+
+    # -- the work ------------------------------------------------------------
+    def _cache(self) -> FeatureCache:
+        location = cache_location(self.memory)
+        token = joblib.hash((type(self).__name__, self._cache_params(), _versions(self._versioned)))
+        return FeatureCache(location, type(self).__name__, token)
+
+    def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
+        n = len(items)
+        n_out = len(self._feature_names())
+        out = np.full((n, n_out), np.nan, dtype=self._output_dtype)
+        if n == 0:
+            return out
+        workers = joblib.effective_n_jobs(self.n_jobs)
+        size = MAX_BATCH if workers == 1 else max(1, min(MAX_BATCH, math.ceil(n / (4 * workers))))
+        starts = range(0, n, size)
+        cache = self._cache()
+        task = joblib.delayed(_extract_batch)
+        results = joblib.Parallel(n_jobs=self.n_jobs, return_as="generator")(
+            task(self, items[s : s + size], s, column, cache, n_out) for s in starts
+        )
+        failures: list[tuple[int, str, str]] = []
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, unit="item", desc=type(self).__name__)
+        for start, (rows, failed) in zip(starts, results, strict=True):
+            out[start : start + rows.shape[0]] = rows
+            failures.extend(failed)
+            if bar is not None:
+                bar.update(rows.shape[0])
+        if bar is not None:
+            bar.close()
+        if failures:
+            row, item, reason = failures[0]
+            where = f"{column}: " if column is not None else ""
+            warnings.warn(
+                f"{where}{len(failures)} of {n} {self._what} could not be read and became "
+                f"NaN rows (first: row {row} ({item}): {reason})",
+                ItemWarning,
+                stacklevel=3,
+            )
+        return out

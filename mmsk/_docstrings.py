@@ -1,0 +1,82 @@
+"""Shared parameter text for the extractors' docstrings.
+
+A docstring names a shared block as ``{on_error}``; :func:`fill_doc` swaps it
+for the text below, indented as a numpydoc parameter entry.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+__all__ = ["SHARED_DOCS", "fill_doc"]
+
+T = TypeVar("T")
+
+SHARED_DOCS: dict[str, str] = {
+    "items": """\
+    An *item* is a path (``str`` or :class:`pathlib.Path`), raw ``bytes``,
+    an in-memory object, or a missing value (``None``, ``NaN``, ``pd.NA``).
+    The input is a 1-D sequence of items (list, array, :class:`pandas.Series`)
+    or a one-column 2-D input, so the transformer works inside a
+    :class:`~sklearn.compose.ColumnTransformer` given a scalar column name.
+    A missing item gives a row of NaN, which the fusion estimators read as a
+    missing modality.""",
+    "on_error": """\
+    on_error : {"raise", "nan"}, default="raise"
+        What to do with an item that cannot be read (no such file, corrupt
+        or truncated data, wrong type, empty content). ``"raise"`` raises an
+        :class:`~mmsk._items.ItemError` naming the column, the row and the
+        item; ``"nan"`` gives that row NaN features and warns once with the
+        number of such rows. No row is ever dropped.""",
+    "n_jobs": """\
+    n_jobs : int or None, default=None
+        Number of joblib workers that load and process items, in batches.
+        ``None`` means 1 unless in a :func:`joblib.parallel_backend` context;
+        ``-1`` means all processors. The output does not depend on it.""",
+    "memory": """\
+    memory : None, str, path-like or joblib.Memory, default=None
+        Where to cache per-item results, as for
+        :class:`~sklearn.pipeline.Pipeline`. The cache is addressed by the
+        item's content (the bytes of a file, not its name or time stamp;
+        the data of an array) and by the parameters and library versions
+        that change the output, so cross-validation folds and grid-search
+        candidates never extract the same item twice.""",
+    "verbose": """\
+    verbose : int, default=0
+        Show a tqdm progress bar over items when > 0.""",
+}
+
+
+def fill_doc(obj: T) -> T:
+    """Replace ``{name}`` markers in ``obj.__doc__`` by the shared texts.
+
+    Parameters
+    ----------
+    obj : class or function
+        Object whose docstring holds markers.
+
+    Returns
+    -------
+    obj : class or function
+        The same object, its docstring filled.
+
+    Examples
+    --------
+    >>> from mmsk._docstrings import fill_doc
+    >>> @fill_doc
+    ... class A:
+    ...     '''Doc.
+    ...
+    ...     Parameters
+    ...     ----------
+    ...     {verbose}
+    ...     '''
+    >>> "tqdm" in A.__doc__
+    True
+    """
+    doc = obj.__doc__
+    if doc:
+        for key, text in SHARED_DOCS.items():
+            doc = doc.replace("    {" + key + "}", text)
+        obj.__doc__ = doc
+    return obj
