@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cache import FeatureCache, cache_location
 from ._items import (
     ON_ERROR_CHOICES,
+    BadItem,
     ItemError,
     as_items,
     describe_item,
@@ -36,10 +37,6 @@ __all__ = ["BadItem", "ItemTransformer", "ItemWarning"]
 
 #: Largest number of items one joblib task handles.
 MAX_BATCH = 256
-
-
-class BadItem(ValueError):
-    """Raised by a decoder for an item it cannot use; the message is the reason."""
 
 
 class ItemWarning(UserWarning):
@@ -82,9 +79,10 @@ def _extract_batch(
         if is_missing(item):
             continue
         try:
+            key = None
             if cache.enabled:
                 key, source = item_fingerprint(item, text=est._text_items)
-                hit = cache.get(key)
+                hit = None if key is None else cache.get(key)
                 if hit is not None and hit.shape == (n_out,):
                     out[i] = hit
                     continue
@@ -93,7 +91,7 @@ def _extract_batch(
             vector = np.asarray(est._extract(source), dtype=est._output_dtype).reshape(-1)
             if vector.shape[0] != n_out:
                 raise BadItem(f"gave {vector.shape[0]} features, expected {n_out}")
-            if cache.enabled:
+            if key is not None:
                 cache.put(key, vector)
             out[i] = vector
         except (KeyboardInterrupt, SystemExit, MemoryError):
@@ -126,7 +124,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     def _check_params(self) -> None:
         """Validate the subclass's own parameters (called by ``fit``)."""
 
-    def _fit_items(self, items: Sequence[Any]) -> None:
+    def _fit_items(self, items: Sequence[Any], column: str | None) -> None:
         """Learn from the training items (most extractors learn nothing)."""
 
     def _feature_names(self) -> list[str]:
@@ -157,21 +155,31 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         self : object
             The fitted transformer.
         """
+        self._check_common_params()
+        self._check_params()
+        items, column = self._fit_input(X)
+        self._fit_items(items, column)
+        self.n_features_out_ = len(self._feature_names())
+        return self
+
+    def _check_common_params(self) -> None:
+        """Validate ``on_error`` and, where the extractor has them, ``n_jobs`` and ``memory``."""
         if self.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
-        if self.n_jobs is not None and not isinstance(self.n_jobs, (int, np.integer)):
-            raise ValueError(f"n_jobs must be an int or None, got {self.n_jobs!r}")
-        cache_location(self.memory)  # validates the type
-        self._check_params()
-        items, _ = as_items(X, what=self._what)
+        n_jobs = getattr(self, "n_jobs", None)
+        if n_jobs is not None and not isinstance(n_jobs, (int, np.integer)):
+            raise ValueError(f"n_jobs must be an int or None, got {n_jobs!r}")
+        cache_location(getattr(self, "memory", None))  # validates the type
+
+    def _fit_input(self, X: Any) -> tuple[Sequence[Any], str | None]:
+        """Read the training column; set ``n_features_in_`` and ``feature_names_in_``."""
+        items, column = as_items(X, what=self._what)
         self.n_features_in_ = 1
         if hasattr(X, "columns"):
             self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        self._fit_items(items)
-        self.n_features_out_ = len(self._feature_names())
-        return self
+        return items, column
 
     def transform(self, X: Any) -> np.ndarray:
         """Extract features from every item.
@@ -201,7 +209,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         return self._extract_all(items, column)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Names of the output features.
+        """Get the names of the output features.
 
         Parameters
         ----------

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BadItem",
     "ItemError",
     "as_items",
     "describe_item",
@@ -28,6 +29,20 @@ __all__ = [
 ]
 
 ON_ERROR_CHOICES = ("raise", "nan")
+
+
+class BadItem(ValueError):
+    """Raised by a decoder for an item it cannot use; the message is the reason.
+
+    The extractors turn it into an :class:`ItemError` that adds the column,
+    the row and the item.
+
+    Examples
+    --------
+    >>> from mmsk._items import BadItem
+    >>> str(BadItem("empty audio (0 samples)"))
+    'empty audio (0 samples)'
+    """
 
 
 class ItemError(ValueError):
@@ -222,12 +237,12 @@ def item_source(item: Any) -> Any:
         return path
     if isinstance(item, (bytes, bytearray, memoryview)):
         if len(item) == 0:
-            raise ValueError("empty bytes")
+            raise BadItem("empty bytes")
         return io.BytesIO(bytes(item))
     return item
 
 
-def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str, Any]:
+def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str | None, Any]:
     """Hash an item's content for the feature cache.
 
     A path is hashed by the bytes of its file (so a renamed or copied file
@@ -245,8 +260,9 @@ def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str, Any]:
 
     Returns
     -------
-    key : str
-        Hex digest of the content.
+    key : str or None
+        Hex digest of the content; None for an item of a kind it does not
+        know (the decoder then says what is wrong with it).
     source : object
         What a decoder should read: a :class:`io.BytesIO` for paths and
         bytes, the item itself otherwise.
@@ -284,4 +300,4 @@ def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str, Any]:
         digest.update(f"pil{item.mode}{item.size}".encode())
         digest.update(item.tobytes())
         return digest.hexdigest(), item
-    raise TypeError(f"cannot fingerprint an item of type {type(item).__name__}")
+    return None, item
