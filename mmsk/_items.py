@@ -119,7 +119,11 @@ def describe_item(item: Any, width: int = 60) -> str:
         return f"<PIL image mode={item.mode} size={item.size}>"
     text = repr(item)
     if len(text) > width:
-        text = text[: width - 3] + "..."
+        if isinstance(item, str):  # keep the file name: elide the middle
+            half = (width - 3) // 2
+            text = text[:half] + "..." + text[-(width - 3 - half) :]
+        else:
+            text = text[: width - 3] + "..."
     return text
 
 

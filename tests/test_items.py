@@ -61,7 +61,9 @@ def test_is_missing_and_describe():
     assert all(is_missing(v) for v in (None, np.nan, pd.NA, pd.NaT, np.float32("nan")))
     assert not any(is_missing(v) for v in ("", 0, b"", np.zeros(2)))
     assert describe_item(np.zeros((2, 3), dtype="uint8")) == "<ndarray shape=(2, 3) dtype=uint8>"
-    assert describe_item("x" * 100).endswith("...")
+    long_path = "/very/long/folder" * 10 + "/clip_17.wav"
+    assert describe_item(long_path).endswith("clip_17.wav'") and "..." in describe_item(long_path)
+    assert describe_item(list(range(100))).endswith("...")
     assert describe_item(Path("a/b.wav")) == "'a/b.wav'"
 
 

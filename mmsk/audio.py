@@ -1,0 +1,764 @@
+"""Audio extractors: pooled librosa features and fixed-size log-mel images.
+
+Both transformers read one clip at a time with :mod:`soundfile`, mix it to
+mono, resample it with :func:`librosa.resample` when its rate differs from
+``sr``, compute the clip's STFT magnitude once and derive everything else
+from it with :mod:`librosa`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import numbers
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from ._base import BadItem, ItemTransformer
+from ._docstrings import fill_doc
+
+__all__ = ["AudioFeatures", "LogMelSpectrogram", "load_audio"]
+
+#: Feature groups of :class:`AudioFeatures`, in their default order.
+FEATURE_GROUPS = ("mfcc", "mfcc_delta", "melspec", "spectral", "chroma", "zcr", "rms")
+#: Pooling statistics besides the percentiles ``"q1"`` ... ``"q99"``.
+BASIC_STATS = ("mean", "std", "min", "max", "median")
+#: Lowest band edge of spectral contrast (librosa's default ``fmin=200``).
+CONTRAST_FMIN = 200.0
+#: Resampler, librosa's default.
+RES_TYPE = "soxr_hq"
+
+_QUANTILE = re.compile(r"q([1-9][0-9]?)")
+_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: Data sizes that streaming writers put in a header before the length is known.
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
+_ACCEPTED = "a path (str or pathlib.Path), bytes, or a waveform ndarray"
+
+
+# -- loading -------------------------------------------------------------------
+def _decode(source: Any) -> tuple[np.ndarray, int]:
+    """Decode a path or file-like object to float32 ``(frames, channels)``."""
+    try:
+        with sf.SoundFile(source) as fh:
+            if fh.format == "WAV":
+                _check_not_truncated(fh.extra_info)
+            data = fh.read(dtype="float32", always_2d=True)
+            return data, int(fh.samplerate)
+    except sf.SoundFileError as exc:
+        reason = (getattr(exc, "error_string", None) or str(exc)).strip().rstrip(".")
+        reason = re.sub(r"^Error\s*:\s*", "", reason)
+        raise BadItem(
+            f"cannot decode audio: {reason} (readable formats: those of libsndfile, "
+            "e.g. WAV, FLAC, OGG, MP3)"
+        ) from None
+
+
+def _check_not_truncated(log: str) -> None:
+    """Raise BadItem when libsndfile's log says a WAV holds less data than promised."""
+    match = _DATA_SIZE.search(log)
+    if match is None:
+        return
+    promised, held = int(match.group(1)), int(match.group(2))
+    if held < promised and promised not in _UNKNOWN_SIZES:
+        raise BadItem(
+            f"truncated file: its header promises {promised} bytes of audio data, it holds {held}"
+        )
+
+
+def _waveform(item: np.ndarray) -> np.ndarray:
+    """Check an in-memory waveform and return it as float32 ``(channels, samples)``."""
+    y = item
+    if y.dtype.kind == "i":
+        y = y.astype(np.float32) / np.float32(-np.iinfo(y.dtype).min)
+    elif y.dtype.kind != "f":
+        raise BadItem(
+            f"a waveform array must hold floats (or signed integer PCM), got dtype {y.dtype}"
+        )
+    if y.ndim == 1:
+        y = y[np.newaxis, :]
+    elif y.ndim != 2:
+        raise BadItem(
+            f"a waveform array must be 1-D (samples,) or 2-D (channels, samples), "
+            f"got shape {item.shape}"
+        )
+    elif y.shape[0] > y.shape[1]:
+        raise BadItem(
+            f"a 2-D waveform must be (channels, samples) as in librosa, got shape {item.shape}; "
+            "transpose it"
+        )
+    return np.asarray(y, dtype=np.float32)
+
+
+def load_audio(source: Any, sr: int | None, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Load one audio item as a float32 waveform at ``sr``.
+
+    This is the decoder behind :class:`AudioFeatures` and
+    :class:`LogMelSpectrogram`: files are read with :mod:`soundfile`, the
+    channels averaged when ``mono`` is true, and the result resampled to
+    ``sr`` when the file's rate differs.
+
+    Parameters
+    ----------
+    source : str, path-like, bytes, file-like or ndarray
+        A file path, the bytes of an audio file, a binary file-like object
+        (:class:`io.BytesIO`), or a waveform already at ``sr``: 1-D
+        ``(samples,)`` or 2-D ``(channels, samples)`` as in librosa, floats
+        in [-1, 1] (signed integer PCM is scaled to that range).
+    sr : int or None
+        Target sampling rate in Hz; a file at another rate is resampled with
+        :func:`librosa.resample` (``res_type="soxr_hq"``). None keeps the
+        file's own rate, and cannot be used with a waveform array.
+    mono : bool, default=True
+        Average the channels.
+
+    Returns
+    -------
+    y : ndarray of float32, shape (samples,) or (channels, samples)
+        The waveform; 1-D when ``mono`` is true.
+    sr : int
+        Its sampling rate.
+
+    Raises
+    ------
+    mmsk._base.BadItem
+        For an unsupported item type, an undecodable, truncated or empty
+        file, a waveform array without ``sr``, or non-finite samples.
+
+    See Also
+    --------
+    librosa.load : The same for librosa users, without mmsk's checks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.audio import load_audio
+    >>> y, sr = load_audio(np.zeros((2, 800), dtype="float32"), sr=8000)
+    >>> y.shape, sr
+    ((800,), 8000)
+    """
+    if isinstance(source, np.ndarray):
+        if sr is None:
+            raise BadItem("a waveform array has no sampling rate of its own: set sr= to its rate")
+        y, rate = _waveform(source), int(sr)
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = io.BytesIO(bytes(source))
+        elif isinstance(source, os.PathLike):
+            source = os.fspath(source)
+        elif not isinstance(source, str) and not hasattr(source, "read"):
+            raise BadItem(f"unsupported item type {type(source).__name__}; expected {_ACCEPTED}")
+        data, rate = _decode(source)
+        y = data.T
+    if y.shape[-1] == 0:
+        raise BadItem("empty audio (0 samples)")
+    if mono:
+        y = y[0] if y.shape[0] == 1 else y.mean(axis=0)
+    if not np.isfinite(y).all():
+        raise BadItem("audio holds non-finite samples (NaN or inf)")
+    if sr is not None and rate != sr:
+        y = librosa.resample(y, orig_sr=rate, target_sr=sr, res_type=RES_TYPE)
+        rate = int(sr)
+    return y, rate
+
+
+# -- shared spectral front end -------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _blas_libraries() -> tuple[Any, ...]:
+    from threadpoolctl import ThreadpoolController
+
+    return tuple(lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas")
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run BLAS on one thread inside the block.
+
+    The filter-bank products are tiny: threads only cost time (a lot of it on
+    a busy machine), and their number changes the float rounding, which would
+    make the output depend on ``n_jobs`` and on the machine's core count.
+    """
+    libraries = _blas_libraries()
+    before = [lib.get_num_threads() for lib in libraries]
+    try:
+        for lib, n in zip(libraries, before, strict=True):
+            if n != 1:
+                lib.set_num_threads(1)
+        yield
+    finally:
+        for lib, n in zip(libraries, before, strict=True):
+            if n != 1:
+                lib.set_num_threads(n)
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    """:func:`librosa.filters.mel`, built once per process and parameter set."""
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+
+
+@functools.lru_cache(maxsize=32)
+def _chroma_basis(sr: int, n_fft: int, n_chroma: int) -> np.ndarray:
+    """:func:`librosa.filters.chroma` at standard tuning, built once per parameter set."""
+    return librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=n_chroma, tuning=0.0)
+
+
+def _magnitude(y: np.ndarray, n_fft: int, hop_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad a clip shorter than ``n_fft`` to ``n_fft``; return it and ``|STFT|``."""
+    if y.shape[-1] < n_fft:
+        y = np.pad(y, (0, n_fft - y.shape[-1]))
+    return y, np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length))
+
+
+def _nyquist_checks(sr: float, fmin: float, fmax: float | None) -> None:
+    if fmin >= sr / 2:
+        raise ValueError(f"fmin={fmin} must be below the Nyquist frequency sr/2 = {sr / 2}")
+    if fmax is not None and fmax > sr / 2:
+        raise ValueError(f"fmax={fmax} must not exceed the Nyquist frequency sr/2 = {sr / 2}")
+
+
+def _max_contrast_bands(sr: float) -> int:
+    """Largest ``n_bands`` librosa's spectral contrast accepts at ``sr``."""
+    n = 0
+    while CONTRAST_FMIN * 2.0**n < sr / 2:
+        n += 1
+    return n
+
+
+# -- parameter checks ----------------------------------------------------------
+def _check_int(name: str, value: Any, minimum: int = 1) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_real(name: str, value: Any, minimum: float = 0.0, strict: bool = False) -> None:
+    bad = not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value)
+    if not bad:
+        bad = value <= minimum if strict else value < minimum
+    if bad:
+        sign = ">" if strict else ">="
+        raise ValueError(f"{name} must be a number {sign} {minimum}, got {value!r}")
+
+
+def _check_choices(name: str, value: Any, valid: str) -> tuple[str, ...]:
+    values = (value,) if isinstance(value, str) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of names ({valid}), got {value!r}") from None
+    if not values:
+        raise ValueError(f"{name} must name at least one of: {valid}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has repeated entries: {list(values)}")
+    return values
+
+
+def _check_front_end(est: Any, uses_mel: bool = True) -> None:
+    """Check the parameters both transformers share: sr, STFT and mel."""
+    if est.sr is not None:
+        _check_int("sr", est.sr)
+    _check_int("n_fft", est.n_fft, 2)
+    _check_int("hop_length", est.hop_length)
+    _check_int("n_mels", est.n_mels)
+    _check_real("fmin", est.fmin)
+    if est.fmax is not None:
+        _check_real("fmax", est.fmax, est.fmin, strict=True)
+    if est.sr is not None:
+        _nyquist_checks(est.sr, est.fmin, est.fmax)
+        if uses_mel:
+            _check_mel_filters(est.sr, est.n_fft, est.n_mels, est.fmin, est.fmax)
+
+
+def _check_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> None:
+    """Refuse a mel filter bank with empty filters (bands narrower than an FFT bin)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # librosa's "Empty filters detected"
+        basis = _mel_basis(sr, n_fft, n_mels, float(fmin), fmax)
+    empty = int((basis.max(axis=1) <= 0).sum())
+    if empty:
+        raise ValueError(
+            f"n_mels={n_mels} is too many for n_fft={n_fft} at sr={sr}: {empty} mel filters "
+            "would be empty (narrower than one FFT bin); reduce n_mels or increase n_fft"
+        )
+
+
+def _as_names(value: Any) -> tuple[str, ...]:
+    """Return a parameter given as one name or a sequence of names as a tuple."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _index_names(prefix: str, n: int) -> list[str]:
+    width = max(2, len(str(n - 1)))
+    return [f"{prefix}_{i:0{width}d}" for i in range(n)]
+
+
+# -- AudioFeatures -------------------------------------------------------------
+def _frame_features(y: np.ndarray, sr: int, est: AudioFeatures) -> np.ndarray:
+    """Compute the clip's frame-level features, one row each: ``(n_rows, n_frames)``."""
+    groups = _as_names(est.features)
+    n_fft, hop = est.n_fft, est.hop_length
+    y, S = _magnitude(y, n_fft, hop)
+    if "spectral" in groups and CONTRAST_FMIN * 2.0 ** (est.n_bands - 1) >= sr / 2:
+        raise BadItem(
+            f"at its sampling rate {sr} Hz, spectral contrast allows n_bands <= "
+            f"{_max_contrast_bands(sr)}, got n_bands={est.n_bands}"
+        )
+    power = S**2 if {"mfcc", "mfcc_delta", "melspec", "chroma"} & set(groups) else None
+    log_mel = mfcc = None
+    if {"mfcc", "mfcc_delta", "melspec"} & set(groups):
+        mel = _mel_basis(sr, n_fft, est.n_mels, float(est.fmin), est.fmax) @ power
+        log_mel = librosa.power_to_db(mel)
+    if {"mfcc", "mfcc_delta"} & set(groups):
+        mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=est.n_mfcc)
+    blocks = []
+    for group in groups:
+        if group == "mfcc":
+            blocks.append(mfcc)
+        elif group == "mfcc_delta":
+            # librosa's default (interp, width 9) needs 9 frames; shorter clips use "nearest".
+            mode = "interp" if mfcc.shape[-1] >= 9 else "nearest"
+            blocks.append(librosa.feature.delta(mfcc, mode=mode))
+        elif group == "melspec":
+            blocks.append(log_mel)
+        elif group == "spectral":
+            centroid = librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft)
+            blocks += [
+                centroid,
+                librosa.feature.spectral_bandwidth(S=S, sr=sr, n_fft=n_fft, centroid=centroid),
+                librosa.feature.spectral_contrast(S=S, sr=sr, n_fft=n_fft, n_bands=est.n_bands),
+                librosa.feature.spectral_rolloff(S=S, sr=sr, n_fft=n_fft),
+                librosa.feature.spectral_flatness(S=S),
+            ]
+        elif group == "chroma":
+            raw = _chroma_basis(sr, n_fft, est.n_chroma) @ power
+            blocks.append(librosa.util.normalize(raw, norm=np.inf, axis=-2))
+        elif group == "zcr":
+            blocks.append(librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop))
+        else:  # rms
+            blocks.append(librosa.feature.rms(S=S, frame_length=n_fft, hop_length=hop))
+    return np.concatenate(blocks, axis=0)
+
+
+def _pool(frames: np.ndarray, stats: tuple[str, ...]) -> np.ndarray:
+    """Pool ``(n_rows, n_frames)`` over frames; return ``n_rows * len(stats)`` values.
+
+    The result is row-major: all statistics of row 0, then of row 1, ...
+    """
+    quantiles = [50.0 if s == "median" else float(s[1:]) for s in stats if s not in BASIC_STATS[:4]]
+    qvals = iter(np.percentile(frames, quantiles, axis=1)) if quantiles else iter(())
+    columns = []
+    for stat in stats:
+        if stat == "mean":
+            columns.append(frames.mean(axis=1))
+        elif stat == "std":
+            columns.append(frames.std(axis=1))
+        elif stat == "min":
+            columns.append(frames.min(axis=1))
+        elif stat == "max":
+            columns.append(frames.max(axis=1))
+        else:
+            columns.append(next(qvals))
+    return np.stack(columns, axis=1).reshape(-1)
+
+
+def _clip_features(y: np.ndarray, sr: int, est: AudioFeatures) -> np.ndarray:
+    """Feature vector of one mono clip ``y`` at ``sr`` with ``est``'s parameters."""
+    return _pool(_frame_features(y, sr, est), _as_names(est.stats))
+
+
+@fill_doc
+class AudioFeatures(ItemTransformer):
+    """Pooled librosa features: one fixed-length vector per audio clip.
+
+    Each clip is loaded, mixed to mono and resampled to ``sr``; its STFT
+    magnitude is computed once, and the frame-level features of the chosen
+    groups are derived from it and pooled over time with the chosen
+    statistics.
+
+    {items}
+
+    Parameters
+    ----------
+    sr : int or None, default=22050
+        Sampling rate in Hz that every clip is resampled to (librosa's
+        ``soxr_hq`` resampler). ``None`` keeps each file's own rate; the
+        features then depend on that rate (the mel and chroma filters and
+        the frame duration follow it), so use it only for a column of one
+        rate. A waveform array item is taken to be at ``sr`` already, and
+        needs ``sr`` set.
+    features : sequence of str, default=("mfcc", "mfcc_delta", "melspec", \
+"spectral", "chroma", "zcr", "rms")
+        Feature groups, in output order:
+
+        - ``"mfcc"``: ``n_mfcc`` MFCCs of the log-mel spectrogram
+          (:func:`librosa.feature.mfcc`).
+        - ``"mfcc_delta"``: their first derivative over time
+          (:func:`librosa.feature.delta`).
+        - ``"melspec"``: the ``n_mels`` bands of the log-mel spectrogram, in
+          dB (:func:`librosa.power_to_db` of the mel power spectrogram).
+        - ``"spectral"``: centroid, bandwidth, contrast (``n_bands + 1``
+          values), roll-off (85 %) and flatness.
+        - ``"chroma"``: ``n_chroma`` pitch classes (:func:`librosa.feature.chroma_stft`,
+          standard tuning, no per-clip tuning estimate).
+        - ``"zcr"``: zero-crossing rate of the waveform.
+        - ``"rms"``: root-mean-square energy (from the spectrogram).
+    stats : sequence of str, default=("mean", "std")
+        Pooling statistics over frames: ``"mean"``, ``"std"``, ``"min"``,
+        ``"max"``, ``"median"``, or a percentile ``"q1"`` ... ``"q99"``
+        (``"q10"`` is the 10th percentile).
+    n_mfcc : int, default=20
+        Number of MFCCs (at most ``n_mels``).
+    n_mels : int, default=64
+        Number of mel bands, used by the MFCCs and the ``"melspec"`` group.
+    n_chroma : int, default=12
+        Number of chroma bins.
+    n_bands : int, default=5
+        Number of spectral-contrast octave bands, starting at 200 Hz. Each
+        band must start below the Nyquist frequency: 5 works from
+        ``sr=8000`` up, 6 (librosa's default) needs ``sr > 12800``.
+    n_fft : int, default=2048
+        FFT window length in samples. A clip shorter than ``n_fft`` is
+        zero-padded at its end to ``n_fft`` samples.
+    hop_length : int, default=512
+        Samples between frames.
+    fmin : float, default=0.0
+        Lowest frequency of the mel filters (Hz).
+    fmax : float or None, default=None
+        Highest frequency of the mel filters (Hz); None means ``sr / 2``.
+    {on_error}
+    {n_jobs}
+    {memory}
+    {verbose}
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Always 1: one column of items.
+    feature_names_in_ : ndarray of shape (1,)
+        The column's name, when fitted on a DataFrame.
+    n_features_out_ : int
+        Number of output features.
+
+    See Also
+    --------
+    LogMelSpectrogram : A fixed-size log-mel image per clip, for trainable towers.
+
+    Notes
+    -----
+    Per clip, with ``S = |librosa.stft(y, n_fft=n_fft, hop_length=hop_length)|``:
+    the mel power spectrogram is ``librosa.filters.mel(...) @ S**2`` and
+    ``log_mel = librosa.power_to_db(mel)``; MFCCs are
+    ``librosa.feature.mfcc(S=log_mel, n_mfcc=n_mfcc)``; the spectral
+    features, chroma and RMS take ``S=`` (chroma the power ``S**2``, with
+    ``tuning=0``). The deltas use librosa's default (Savitzky-Golay,
+    width 9, ``mode="interp"``), or ``mode="nearest"`` for a clip of fewer
+    than 9 frames. The mel and chroma filter banks are built once per
+    process, and their products run BLAS on one thread, so the output does
+    not depend on ``n_jobs`` or on the number of cores.
+
+    Output columns are grouped by feature group, then by row, then by
+    statistic, and named ``<row>_<stat>`` with 0-based, zero-padded indices:
+    ``mfcc_03_mean``, ``mfcc_delta_03_std``, ``melspec_12_mean``,
+    ``spectral_centroid_mean``, ``spectral_contrast_02_mean``,
+    ``chroma_05_mean`` (``chroma_00`` is C), ``zcr_mean``, ``rms_max``.
+
+    Audio files are read with :mod:`soundfile` (the formats of libsndfile:
+    WAV, FLAC, OGG, MP3, ...). A WAV file whose data stop before the length
+    its header gives is reported as truncated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk import AudioFeatures
+    >>> t = np.arange(4000) / 8000
+    >>> low, high = (np.sin(2 * np.pi * f * t).astype("float32") for f in (220, 880))
+    >>> est = AudioFeatures(sr=8000, features=("spectral", "rms"), stats=("mean",))
+    >>> X = est.fit_transform([low, high, None])
+    >>> X.shape
+    (3, 11)
+    >>> est.get_feature_names_out()[:3].tolist()
+    ['spectral_centroid_mean', 'spectral_bandwidth_mean', 'spectral_contrast_00_mean']
+    >>> bool(X[1, 0] > X[0, 0])  # the higher tone has the higher centroid
+    True
+    >>> np.isnan(X[2]).all()  # a missing item gives a NaN row
+    np.True_
+    """
+
+    _what = "audio items"
+    _versioned = ("librosa", "soundfile", "soxr", "scipy")
+
+    def __init__(
+        self,
+        *,
+        sr=22050,
+        features=FEATURE_GROUPS,
+        stats=("mean", "std"),
+        n_mfcc=20,
+        n_mels=64,
+        n_chroma=12,
+        n_bands=5,
+        n_fft=2048,
+        hop_length=512,
+        fmin=0.0,
+        fmax=None,
+        on_error="raise",
+        n_jobs=None,
+        memory=None,
+        verbose=0,
+    ):
+        self.sr = sr
+        self.features = features
+        self.stats = stats
+        self.n_mfcc = n_mfcc
+        self.n_mels = n_mels
+        self.n_chroma = n_chroma
+        self.n_bands = n_bands
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.fmin = fmin
+        self.fmax = fmax
+        self.on_error = on_error
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        valid_groups = ", ".join(repr(g) for g in FEATURE_GROUPS)
+        groups = _check_choices("features", self.features, valid_groups)
+        bad = [g for g in groups if g not in FEATURE_GROUPS]
+        if bad:
+            raise ValueError(f"unknown feature group(s) {bad}; valid names are {valid_groups}")
+        valid_stats = ", ".join(repr(s) for s in BASIC_STATS) + ", or a percentile 'q1' ... 'q99'"
+        stats = _check_choices("stats", self.stats, valid_stats)
+        bad = [s for s in stats if s not in BASIC_STATS and not _is_quantile(s)]
+        if bad:
+            raise ValueError(f"unknown statistic(s) {bad}; valid names are {valid_stats}")
+        _check_front_end(self, uses_mel=bool({"mfcc", "mfcc_delta", "melspec"} & set(groups)))
+        for name in ("n_mfcc", "n_chroma", "n_bands"):
+            _check_int(name, getattr(self, name))
+        if {"mfcc", "mfcc_delta"} & set(groups) and self.n_mfcc > self.n_mels:
+            raise ValueError(
+                f"n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels} (MFCCs are computed "
+                "from the mel bands)"
+            )
+        if "spectral" in groups and self.sr is not None:
+            most = _max_contrast_bands(self.sr)
+            if self.n_bands > most:
+                raise ValueError(
+                    f"n_bands={self.n_bands} is too many for sr={self.sr}: spectral contrast's "
+                    f"bands start at 200 Hz and double, and each must start below the Nyquist "
+                    f"frequency {self.sr / 2:g} Hz; use n_bands <= {most}"
+                )
+
+    def _row_names(self) -> list[str]:
+        groups = _as_names(self.features)
+        rows: list[str] = []
+        for group in groups:
+            if group == "mfcc":
+                rows += _index_names("mfcc", self.n_mfcc)
+            elif group == "mfcc_delta":
+                rows += _index_names("mfcc_delta", self.n_mfcc)
+            elif group == "melspec":
+                rows += _index_names("melspec", self.n_mels)
+            elif group == "spectral":
+                rows += ["spectral_centroid", "spectral_bandwidth"]
+                rows += _index_names("spectral_contrast", self.n_bands + 1)
+                rows += ["spectral_rolloff", "spectral_flatness"]
+            elif group == "chroma":
+                rows += _index_names("chroma", self.n_chroma)
+            else:
+                rows.append(group)
+        return rows
+
+    def _feature_names(self) -> list[str]:
+        stats = _as_names(self.stats)
+        return [f"{row}_{stat}" for row in self._row_names() for stat in stats]
+
+    def _extract(self, source: Any) -> np.ndarray:
+        y, sr = load_audio(source, self.sr, mono=True)
+        with _one_blas_thread():
+            return _clip_features(y, sr, self)
+
+
+def _is_quantile(stat: Any) -> bool:
+    return isinstance(stat, str) and _QUANTILE.fullmatch(stat) is not None
+
+
+# -- LogMelSpectrogram ---------------------------------------------------------
+def _log_mel_image(y: np.ndarray, sr: int, est: LogMelSpectrogram) -> np.ndarray:
+    """Compute the clip's ``(n_mels, n_frames)`` log-mel image, in dB relative to its max."""
+    _, S = _magnitude(y, est.n_fft, est.hop_length)
+    mel = _mel_basis(sr, est.n_fft, est.n_mels, float(est.fmin), est.fmax) @ (S**2)
+    floor = -float(est.top_db)
+    if mel.max() <= 1e-10:  # digital silence: no level to be relative to
+        image = np.full_like(mel, floor)
+    else:
+        image = librosa.power_to_db(mel, ref=np.max, top_db=est.top_db)
+    n = image.shape[1]
+    if n > est.n_frames:
+        start = (n - est.n_frames) // 2 if est.crop == "center" else 0
+        image = image[:, start : start + est.n_frames]
+    elif n < est.n_frames:
+        pad = ((0, 0), (0, est.n_frames - n))
+        if est.pad_mode == "constant":
+            image = np.pad(image, pad, mode="constant", constant_values=floor)
+        else:
+            image = np.pad(image, pad, mode="wrap")
+    return image
+
+
+@fill_doc
+class LogMelSpectrogram(ItemTransformer):
+    """Fixed-size log-mel spectrogram image per clip, flattened.
+
+    Each clip is loaded, mixed to mono and resampled to ``sr``; its mel
+    power spectrogram is converted to dB relative to the clip's loudest
+    bin, then padded or cropped along time to ``n_frames`` frames. The
+    ``(n_mels, n_frames)`` image is flattened row-major (mel band by mel
+    band), so ``X.reshape(-1, *est.output_shape_)`` gives the
+    ``(n, 1, n_mels, n_frames)`` batch a convolutional tower takes.
+
+    {items}
+
+    Parameters
+    ----------
+    sr : int or None, default=22050
+        Sampling rate in Hz that every clip is resampled to. ``None`` keeps
+        each file's rate, which changes what a frame and a mel band mean;
+        a waveform array item is taken to be at ``sr`` and needs it set.
+    n_mels : int, default=64
+        Number of mel bands (image height).
+    n_frames : int, default=64
+        Number of STFT frames kept (image width); ``n_frames * hop_length / sr``
+        seconds of audio.
+    n_fft : int, default=2048
+        FFT window length in samples. A clip shorter than ``n_fft`` is
+        zero-padded at its end to ``n_fft`` samples.
+    hop_length : int, default=512
+        Samples between frames.
+    fmin : float, default=0.0
+        Lowest frequency of the mel filters (Hz).
+    fmax : float or None, default=None
+        Highest frequency of the mel filters (Hz); None means ``sr / 2``.
+    top_db : float, default=80.0
+        Dynamic range kept: values are dB relative to the clip's maximum,
+        clipped below at ``-top_db``, so they lie in ``[-top_db, 0]``.
+    pad_mode : {"constant", "wrap"}, default="constant"
+        How a clip of fewer than ``n_frames`` frames is filled up, always at
+        its end: ``"constant"`` with ``-top_db`` (the level of silence),
+        ``"wrap"`` by repeating the clip's frames from its start.
+    crop : {"center", "start"}, default="center"
+        Which ``n_frames`` frames a longer clip keeps: the middle ones or
+        the first ones.
+    {on_error}
+    {n_jobs}
+    {memory}
+    {verbose}
+
+    Attributes
+    ----------
+    output_shape_ : tuple of int
+        ``(1, n_mels, n_frames)``: the (channels, height, width) shape of
+        one image, for the trainable convolutional towers.
+    n_features_in_ : int
+        Always 1: one column of items.
+    feature_names_in_ : ndarray of shape (1,)
+        The column's name, when fitted on a DataFrame.
+    n_features_out_ : int
+        ``n_mels * n_frames``.
+
+    See Also
+    --------
+    AudioFeatures : Pooled summary features per clip.
+
+    Notes
+    -----
+    Per clip: ``S = |librosa.stft(y, n_fft=n_fft, hop_length=hop_length)|``,
+    ``mel = librosa.filters.mel(...) @ S**2`` and
+    ``librosa.power_to_db(mel, ref=np.max, top_db=top_db)``. A clip of
+    digital silence (no energy at all) is all ``-top_db``. Features are
+    named ``logmel_<mel>_<frame>``, e.g. ``logmel_05_012``, 0-based.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk import LogMelSpectrogram
+    >>> tone = np.sin(2 * np.pi * 440 * np.arange(4000) / 8000).astype("float32")
+    >>> est = LogMelSpectrogram(sr=8000, n_mels=16, n_frames=10, n_fft=512, hop_length=256)
+    >>> X = est.fit_transform([tone, tone[:1000]])
+    >>> X.shape, est.output_shape_
+    ((2, 160), (1, 16, 10))
+    >>> bool(X.max() <= 0 and X.min() >= -80)
+    True
+    >>> X.reshape(-1, *est.output_shape_).shape
+    (2, 1, 16, 10)
+    """
+
+    _what = "audio items"
+    _versioned = ("librosa", "soundfile", "soxr", "scipy")
+
+    def __init__(
+        self,
+        *,
+        sr=22050,
+        n_mels=64,
+        n_frames=64,
+        n_fft=2048,
+        hop_length=512,
+        fmin=0.0,
+        fmax=None,
+        top_db=80.0,
+        pad_mode="constant",
+        crop="center",
+        on_error="raise",
+        n_jobs=None,
+        memory=None,
+        verbose=0,
+    ):
+        self.sr = sr
+        self.n_mels = n_mels
+        self.n_frames = n_frames
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.fmin = fmin
+        self.fmax = fmax
+        self.top_db = top_db
+        self.pad_mode = pad_mode
+        self.crop = crop
+        self.on_error = on_error
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        _check_front_end(self)
+        _check_int("n_frames", self.n_frames)
+        _check_real("top_db", self.top_db, 0.0, strict=True)
+        if self.pad_mode not in ("constant", "wrap"):
+            raise ValueError(f"pad_mode must be 'constant' or 'wrap', got {self.pad_mode!r}")
+        if self.crop not in ("center", "start"):
+            raise ValueError(f"crop must be 'center' or 'start', got {self.crop!r}")
+
+    def _fit_items(self, items: Any, column: str | None) -> None:
+        self.output_shape_ = (1, int(self.n_mels), int(self.n_frames))
+
+    def _feature_names(self) -> list[str]:
+        mel_width = max(2, len(str(self.n_mels - 1)))
+        frame_width = max(3, len(str(self.n_frames - 1)))
+        return [
+            f"logmel_{m:0{mel_width}d}_{f:0{frame_width}d}"
+            for m in range(self.n_mels)
+            for f in range(self.n_frames)
+        ]
+
+    def _extract(self, source: Any) -> np.ndarray:
+        y, sr = load_audio(source, self.sr, mono=True)
+        with _one_blas_thread():
+            return _log_mel_image(y, sr, self).reshape(-1)
