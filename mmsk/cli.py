@@ -19,6 +19,7 @@ def _demo(args: argparse.Namespace) -> int:
         out_dir=args.out,
         n_jobs=args.n_jobs,
         plot=not args.no_plot,
+        max_epochs=args.max_epochs,
     )
     return 0
 
@@ -43,14 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmsk {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="compare image-only, audio-only and fused models on AV-digits"
+        "demo", help="compare image-only, audio-only and fused networks on AV-digits"
     )
     demo.add_argument("--full", action="store_true", help="use the full data under --data-home")
     demo.add_argument("--data-home", default=None, help="folder of the full data (env MMSK_DATA)")
     demo.add_argument("--cv", type=int, default=5, help="folds, speakers held out (default 5)")
     demo.add_argument("--out", default="mmsk-demo", help="output folder (default mmsk-demo)")
     demo.add_argument("--n-jobs", type=int, default=None, help="parallel folds")
-    demo.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    demo.add_argument("--max-epochs", type=int, default=None, help="training epochs (default 60)")
+    demo.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
     demo.set_defaults(func=_demo)
     return parser
 

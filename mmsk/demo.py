@@ -1,8 +1,12 @@
-"""The main job: image-only, audio-only and fused models compared on AV-digits.
+"""The main job: image-only, audio-only and fused networks compared on AV-digits.
 
-``mmsk demo`` calls :func:`run_demo`. It cross-validates, speaker held out,
-one model per modality set on the shipped AV-digits sample (or the full
-data under ``data_home``), prints a table and writes a bar chart.
+``mmsk demo`` calls :func:`run_demo`. On the shipped AV-digits sample (or the
+full data under ``data_home``) it cross-validates, speakers held out, a
+:class:`~mmsk.FusionClassifier` on the image block alone, on the audio block
+alone, and on both with each of the five fusion methods (the last through a
+:class:`~sklearn.model_selection.GridSearchCV` over ``fusion``). It prints a
+table and writes two charts: accuracy per model with error bars, and the
+training curves of the best model.
 """
 
 from __future__ import annotations
@@ -14,58 +18,75 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, cross_validate
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
+from sklearn.pipeline import Pipeline
 
 from . import datasets
 from .audio import AudioFeatures
+from .fusion import FusionClassifier
 from .image import ImagePixels
 
-__all__ = ["make_demo_models", "run_demo"]
+__all__ = ["FUSION_METHODS", "make_demo_model", "run_demo"]
 
-MODALITY_SETS = {
-    "image only": ("image",),
-    "audio only": ("audio",),
-    "image + audio": ("image", "audio"),
-}
+FUSION_METHODS = ("concat", "late", "gated", "attention", "tensor")
+
+#: The network used by every demo model; only ``fusion`` is searched.
+NETWORK = dict(
+    hidden_units=64,
+    embed_dim=32,
+    dropout=0.2,
+    lr=3e-3,
+    max_epochs=60,
+    batch_size=32,
+    early_stopping=True,
+    patience=10,
+    validation_fraction=0.15,
+    random_state=0,
+)
 
 
-def _extractors(cache: Any) -> dict[str, Any]:
-    return {
-        "image": ImagePixels(size=(28, 28), mode="L", memory=cache),
-        "audio": AudioFeatures(sr=8000, n_fft=512, hop_length=128, memory=cache),
-    }
-
-
-def make_demo_models(cache: Any = None) -> dict[str, Pipeline]:
-    """Build the demo's pipelines, one per modality set.
+def make_demo_model(
+    modalities: tuple[str, ...] = ("image", "audio"), *, cache: Any = None, **network: Any
+) -> Pipeline:
+    """Build the demo's pipeline: extractors in a ColumnTransformer, then fusion.
 
     Parameters
     ----------
+    modalities : tuple of str, default=("image", "audio")
+        Which columns of AV-digits to use.
     cache : None, str or joblib.Memory, default=None
-        Feature cache shared by the extractors of every pipeline, so each
-        item is extracted once across models and folds.
+        Feature cache of the extractors and the pipeline, so each item is
+        extracted once across models, folds and grid points.
+    **network
+        Parameters of :class:`~mmsk.FusionClassifier`, on top of the demo's
+        defaults.
 
     Returns
     -------
-    dict of str to Pipeline
-        ``"image only"``, ``"audio only"`` and ``"image + audio"``.
+    sklearn.pipeline.Pipeline
+        Steps ``"features"`` and ``"fusion"``.
 
     Examples
     --------
-    >>> from mmsk.demo import make_demo_models
-    >>> sorted(make_demo_models())
-    ['audio only', 'image + audio', 'image only']
+    >>> from mmsk.demo import make_demo_model
+    >>> model = make_demo_model(("audio",), fusion="gated")
+    >>> model.named_steps["fusion"].fusion
+    'gated'
     """
-    models = {}
-    for name, modalities in MODALITY_SETS.items():
-        extractors = _extractors(cache)
-        features = ColumnTransformer([(m, extractors[m], m) for m in modalities])
-        classifier = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-        models[name] = Pipeline([("features", features), ("classifier", classifier)])
-    return models
+    extractors = {
+        "image": ImagePixels(size=(28, 28), mode="L", memory=cache),
+        "audio": AudioFeatures(sr=8000, n_fft=512, hop_length=128, memory=cache),
+    }
+    features = ColumnTransformer([(m, extractors[m], m) for m in modalities]).set_output(
+        transform="pandas"
+    )
+    fusion = FusionClassifier(**{**NETWORK, **network})
+    memory = None if cache is None else str(Path(cache) / "pipeline")
+    return Pipeline([("features", features), ("fusion", fusion)], memory=memory)
+
+
+def _fold_scores(cv_results: dict[str, Any], index: int, n_splits: int) -> np.ndarray:
+    return np.array([cv_results[f"split{k}_test_score"][index] for k in range(n_splits)])
 
 
 def run_demo(
@@ -76,9 +97,10 @@ def run_demo(
     out_dir: str | Path = "mmsk-demo",
     n_jobs: int | None = None,
     plot: bool = True,
+    max_epochs: int | None = None,
     echo: Any = print,
 ) -> pd.DataFrame:
-    """Cross-validate image-only, audio-only and fused models on AV-digits.
+    """Cross-validate image-only, audio-only and fused networks on AV-digits.
 
     Parameters
     ----------
@@ -91,18 +113,22 @@ def run_demo(
     cv : int, default=5
         Number of folds; folds hold speakers out (:class:`GroupKFold`).
     out_dir : str or path, default="mmsk-demo"
-        Folder for the chart and the feature cache.
+        Folder for the charts and the feature cache.
     n_jobs : int or None, default=None
-        Parallel folds (joblib).
+        Parallel folds and grid points (joblib).
     plot : bool, default=True
-        Write ``accuracy.png`` (needs matplotlib: ``pip install 'mmsk[plot]'``).
+        Write ``accuracy.png`` and ``training.png`` (needs matplotlib:
+        ``pip install 'mmsk[plot]'``).
+    max_epochs : int or None, default=None
+        Override the networks' ``max_epochs`` (60, with early stopping).
     echo : callable, default=print
-        Where the table goes.
+        Where the progress and the table go.
 
     Returns
     -------
     pandas.DataFrame
-        One row per model: mean and std of the accuracy over folds, fit time.
+        One row per model: mean and std of the accuracy over folds, and the
+        mean fit time of one fold.
 
     Examples
     --------
@@ -111,41 +137,70 @@ def run_demo(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache"
     bunch = datasets.load_av_digits(data_home=data_home) if full else datasets.load_sample()
     X, y, groups = bunch.data, bunch.target, bunch.groups
     n_groups = len(np.unique(groups))
     if not 2 <= cv <= n_groups:
         raise ValueError(f"cv must be between 2 and the number of speakers ({n_groups}), got {cv}")
+    network = {} if max_epochs is None else {"max_epochs": max_epochs}
+    folds = GroupKFold(cv)
     echo(
         f"AV-digits {'full data' if full else 'shipped sample'}: {len(y)} pairs of a spoken "
         f"and a handwritten digit, {n_groups} speakers; {cv}-fold CV, speakers held out."
     )
     scores: dict[str, np.ndarray] = {}
     rows = []
-    for name, model in make_demo_models(cache=out / "cache").items():
-        start = time.perf_counter()
-        result = cross_validate(model, X, y, groups=groups, cv=GroupKFold(cv), n_jobs=n_jobs)
-        scores[name] = result["test_score"]
-        rows.append(
-            {
-                "model": name,
-                "accuracy": result["test_score"].mean(),
-                "std": result["test_score"].std(),
-                "fit_s": result["fit_time"].mean(),
-                "total_s": time.perf_counter() - start,
-            }
-        )
-    table = pd.DataFrame(rows).set_index("model")
+    for modality in ("image", "audio"):
+        echo(f"  cross-validating the {modality}-only network ...")
+        model = make_demo_model((modality,), cache=cache, **network)
+        result = cross_validate(model, X, y, groups=groups, cv=folds, n_jobs=n_jobs)
+        scores[f"{modality} only"] = result["test_score"]
+        rows.append((f"{modality} only", result["test_score"], result["fit_time"].mean()))
+
+    echo(f"  GridSearchCV over fusion in {list(FUSION_METHODS)} ...")
+    search = GridSearchCV(
+        make_demo_model(cache=cache, **network),
+        {"fusion__fusion": list(FUSION_METHODS)},
+        cv=folds,
+        n_jobs=n_jobs,
+    )
+    start = time.perf_counter()
+    search.fit(X, y, groups=groups)
+    echo(f"  ... {time.perf_counter() - start:.0f} s")
+    results = search.cv_results_
+    for i, params in enumerate(results["params"]):
+        name = f"fused: {params['fusion__fusion']}"
+        fold_scores = _fold_scores(results, i, cv)
+        scores[name] = fold_scores
+        rows.append((name, fold_scores, results["mean_fit_time"][i]))
+
+    table = pd.DataFrame(
+        [
+            {"model": name, "accuracy": s.mean(), "std": s.std(), "fit_s": fit}
+            for name, s, fit in rows
+        ]
+    ).set_index("model")
     echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    best = search.best_params_["fusion__fusion"]
+    echo(f"best fusion by GridSearchCV: {best!r} (accuracy {search.best_score_:.3f})")
     if plot:
-        from .plotting import plot_cv_scores
+        from .plotting import plot_cv_scores, plot_history
 
         ax = plot_cv_scores(
             scores,
             title=f"AV-digits, {cv}-fold speaker-held-out CV ({len(y)} pairs)",
             chance=0.1,
         )
+        ax.tick_params(axis="x", labelrotation=20)
         path = out / "accuracy.png"
+        ax.figure.savefig(path, dpi=120)
+        echo(f"wrote {path}")
+        net = search.best_estimator_.named_steps["fusion"].net_
+        ax = plot_history(
+            net.history, title=f"best model (fusion={best!r}) refit: train vs 15% held-out loss"
+        )
+        path = out / "training.png"
         ax.figure.savefig(path, dpi=120)
         echo(f"wrote {path}")
     return table

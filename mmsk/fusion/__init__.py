@@ -1,0 +1,12 @@
+"""Fusion networks: scikit-learn estimators that wrap a skorch net.
+
+:class:`FusionClassifier` and :class:`FusionRegressor` take numeric modality
+blocks (a dict of 2-D arrays, a DataFrame with ``name__`` column prefixes,
+or any 2-D input with ``modalities=``), put one tower per block, fuse the
+towers (``"concat"``, ``"late"``, ``"gated"``, ``"attention"``,
+``"tensor"``) and train with skorch. Importing this package imports torch.
+"""
+
+from mmsk.fusion.estimators import FusionClassifier, FusionRegressor
+
+__all__ = ["FusionClassifier", "FusionRegressor"]

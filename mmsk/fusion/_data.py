@@ -1,0 +1,426 @@
+"""Input checks, missing-modality masks, and the fast in-memory data path.
+
+The estimators turn any input into a *prepared* dict: one float32 block per
+modality under the keys ``"x0"``, ``"x1"``, ... (a C-contiguous array, or a
+CSR matrix for a sparse block) and a boolean ``"mask"`` of shape
+``(n_samples, n_modalities)`` that is False where a row lacks the modality
+(its block was all-NaN; those rows are zero-filled). The module's
+``forward(mask, x0, x1, ...)`` takes exactly these keys.
+
+:class:`FusionDataset` holds the prepared dict as tensors made once, and
+:class:`BatchIterator` yields whole batches from them by index, so training
+pays no per-sample Python overhead (skorch's default ``DataLoader`` indexes
+and collates row by row). A sparse block is sliced and densified batch by
+batch, never whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import sparse
+from sklearn.utils import check_array
+from sklearn.utils.sparsefuncs import mean_variance_axis
+from skorch.dataset import Dataset
+from torch.utils.data import Subset
+
+__all__ = ["BatchIterator", "FusionDataset", "block_stats", "check_block", "mask_blocks"]
+
+MASK = "mask"
+
+
+def block_key(i: int) -> str:
+    """Return the prepared-dict key of block ``i`` (``"x0"``, ``"x1"``, ...)."""
+    return f"x{i}"
+
+
+def check_block(block: Any, input_name: str) -> np.ndarray | sparse.csr_matrix:
+    """Validate one 2-D block: numeric, finite or NaN, float32, dense or CSR.
+
+    Parameters
+    ----------
+    block : array-like or sparse matrix of shape (n_samples, n_features)
+        One modality's block.
+    input_name : str
+        Name used in error messages, e.g. ``"X['audio']"``.
+
+    Returns
+    -------
+    block : ndarray or csr_matrix of dtype float32
+        The validated block.
+
+    Examples
+    --------
+    >>> from mmsk.fusion._data import check_block
+    >>> check_block([[1, 2], [3, 4]], "X").dtype
+    dtype('float32')
+    """
+    return check_array(
+        block,
+        accept_sparse="csr",
+        dtype=np.float32,
+        ensure_all_finite="allow-nan",
+        input_name=input_name,
+    )
+
+
+def _column_label(labels: Sequence[Any] | None, j: int) -> str:
+    label = j if labels is None else labels[j]
+    return repr(label) if isinstance(label, str) else str(int(label))
+
+
+def mask_blocks(
+    blocks: Sequence[Any], names: Sequence[str], labels: Sequence[Sequence[Any] | None]
+) -> dict[str, Any]:
+    """Turn validated blocks into the prepared dict, with the missing-modality mask.
+
+    A row whose block is all-NaN lacks that modality: its mask entry is
+    False and its block row is zero-filled (in a copy; the input is never
+    written to).
+
+    Parameters
+    ----------
+    blocks : sequence of ndarray or csr_matrix
+        Blocks of float32, one per modality, with the same number of rows.
+    names : sequence of str
+        Modality names, for error messages.
+    labels : sequence of (sequence or None)
+        Per block, the column names to show in errors (None: positions).
+
+    Returns
+    -------
+    prepared : dict
+        ``{"x0": block0, ..., "mask": mask}``.
+
+    Raises
+    ------
+    ValueError
+        If a present block has a NaN (naming the modality, column and row),
+        or a row lacks every modality (naming the row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.fusion._data import mask_blocks
+    >>> a = np.array([[1.0, 2.0], [np.nan, np.nan]], dtype="float32")
+    >>> b = np.ones((2, 1), dtype="float32")
+    >>> prepared = mask_blocks([a, b], ["a", "b"], [None, None])
+    >>> prepared["mask"].tolist()
+    [[True, True], [False, True]]
+    >>> prepared["x0"].tolist()
+    [[1.0, 2.0], [0.0, 0.0]]
+    """
+    n = blocks[0].shape[0]
+    mask = np.ones((n, len(blocks)), dtype=bool)
+    prepared: dict[str, Any] = {}
+    for i, (block, name, cols) in enumerate(zip(blocks, names, labels, strict=True)):
+        if sparse.issparse(block):
+            block = _mask_sparse(block, i, name, cols, mask)
+        else:
+            block = _mask_dense(block, i, name, cols, mask)
+        prepared[block_key(i)] = block
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+        raise ValueError(
+            f"row {empty[0]} has no modality: every block of it is all-NaN "
+            f"({empty.size} such row(s)); each row needs at least one of {list(names)}"
+        )
+    prepared[MASK] = mask
+    return prepared
+
+
+def _partial_nan_error(name: str, cols: Any, row: int, col: int) -> ValueError:
+    return ValueError(
+        f"modality {name!r}: row {row} has NaN in column {_column_label(cols, col)} but "
+        "other values present; a missing modality must be all-NaN, so impute NaN "
+        "inside a present block first"
+    )
+
+
+def _mask_dense(block: np.ndarray, i: int, name: str, cols: Any, mask: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        suspect = np.flatnonzero(np.isnan(block.sum(axis=1)))
+    if suspect.size:
+        nan = np.isnan(block[suspect])
+        full = nan.all(axis=1)
+        if not full.all():
+            k = int(np.flatnonzero(~full)[0])
+            raise _partial_nan_error(name, cols, int(suspect[k]), int(np.flatnonzero(nan[k])[0]))
+        mask[suspect, i] = False
+        block = np.array(block, dtype=np.float32, order="C", copy=True)
+        block[suspect] = 0.0
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    if not block.flags.writeable:  # torch.from_numpy warns on read-only memory
+        block = block.copy()
+    return block
+
+
+def _mask_sparse(
+    block: sparse.csr_matrix, i: int, name: str, cols: Any, mask: np.ndarray
+) -> sparse.csr_matrix:
+    block = sparse.csr_matrix(block, dtype=np.float32)
+    nan = np.isnan(block.data)
+    if nan.any():
+        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        counts = np.bincount(rows[nan], minlength=block.shape[0])
+        partial = np.flatnonzero((counts > 0) & (counts < block.shape[1]))
+        if partial.size:
+            row = int(partial[0])
+            entry = np.flatnonzero(nan & (rows == row))[0]
+            raise _partial_nan_error(name, cols, row, int(block.indices[entry]))
+        missing = counts == block.shape[1]
+        mask[missing, i] = False
+        block = block.copy()
+        block.data[missing[rows]] = 0.0
+        block.eliminate_zeros()
+    return block
+
+
+def block_stats(
+    prepared: dict[str, Any], n_blocks: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-feature mean and standard deviation of each block over its present rows.
+
+    Parameters
+    ----------
+    prepared : dict
+        The prepared dict from :func:`mask_blocks`.
+    n_blocks : int
+        Number of blocks.
+
+    Returns
+    -------
+    means, scales : list of ndarray
+        Vectors of float32, one per block; a constant feature gets scale 1.
+
+    Raises
+    ------
+    ValueError
+        If a modality is missing in every row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.fusion._data import block_stats
+    >>> x = np.array([[0.0, 1.0], [2.0, 1.0]], dtype="float32")
+    >>> means, scales = block_stats({"x0": x, "mask": np.ones((2, 1), bool)}, 1)
+    >>> means[0].tolist(), scales[0].tolist()
+    ([1.0, 1.0], [1.0, 1.0])
+    """
+    mask = prepared[MASK]
+    means, scales = [], []
+    for i in range(n_blocks):
+        block = prepared[block_key(i)]
+        present = mask[:, i]
+        if not present.any():
+            raise ValueError(f"block {i} is missing (all-NaN) in every training row")
+        if not present.all():
+            block = block[present]
+        if sparse.issparse(block):
+            mean, var = mean_variance_axis(block.astype(np.float64), axis=0)
+            std = np.sqrt(var)
+        else:
+            mean = block.mean(axis=0, dtype=np.float64)
+            std = block.std(axis=0, dtype=np.float64)
+        std[~(std > 1e-12)] = 1.0
+        means.append(mean.astype(np.float32))
+        scales.append(std.astype(np.float32))
+    return means, scales
+
+
+class FusionDataset(Dataset):
+    """A prepared dict and its target, held as tensors made once.
+
+    A :class:`skorch.dataset.Dataset`, so skorch's scoring callbacks find
+    ``X`` and ``y``; :meth:`batch` is the fast path.
+
+    Parameters
+    ----------
+    X : dict
+        The prepared dict (``"x0"``, ..., ``"mask"``), see the module docstring.
+    y : ndarray or None, default=None
+        Encoded target, or None when predicting.
+    device : str, torch.device or None, default=None
+        Put the dense blocks and the target on this device once (when they
+        take at most ``max_device_bytes``), so a GPU gathers batches without
+        host-to-device copies. None: keep them in host memory.
+    max_device_bytes : int, default=2**31
+        Above this size the data stay in host memory and skorch moves each
+        batch.
+
+    Attributes
+    ----------
+    X, y : dict, ndarray or None
+        The data as given, for skorch's ``data_from_dataset``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from mmsk.fusion._data import FusionDataset
+    >>> X = {"x0": np.ones((3, 2), dtype="float32"), "mask": np.ones((3, 1), bool)}
+    >>> ds = FusionDataset(X, np.arange(3))
+    >>> xb, yb = ds.batch(torch.tensor([2, 0]))
+    >>> xb["x0"].shape, yb.tolist()
+    (torch.Size([2, 2]), [2, 0])
+    """
+
+    def __init__(
+        self,
+        X: dict[str, Any],
+        y: np.ndarray | None = None,
+        device: Any = None,
+        max_device_bytes: int = 2**31,
+    ) -> None:
+        super().__init__(X, y)  # skorch's: X, y for data_from_dataset and scoring
+        self._tensors = {
+            key: value if sparse.issparse(value) else torch.from_numpy(np.asarray(value))
+            for key, value in X.items()
+        }
+        self._y = None if y is None else torch.from_numpy(np.asarray(y))
+        self._n = X[MASK].shape[0]
+        self.device = torch.device("cpu")
+        dense = [t for t in self._tensors.values() if isinstance(t, torch.Tensor)]
+        size = sum(t.numel() * t.element_size() for t in dense)
+        device = None if device is None else torch.device(device)
+        usable = device is not None and (device.type != "cuda" or torch.cuda.is_available())
+        if usable and device.type != "cpu" and size <= max_device_bytes:
+            self.device = torch.device(device)
+            self._tensors = {
+                key: t.to(self.device) if isinstance(t, torch.Tensor) else t
+                for key, t in self._tensors.items()
+            }
+            self._y = None if self._y is None else self._y.to(self.device)
+
+    def __len__(self) -> int:
+        """Return the number of rows."""
+        return self._n
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], Any]:
+        """Return one row (the slow path, for a plain ``DataLoader``)."""
+        xi = {
+            key: torch.from_numpy(value[i].toarray()[0]) if sparse.issparse(value) else value[i]
+            for key, value in self._tensors.items()
+        }
+        return xi, (0 if self._y is None else self._y[i])
+
+    def batch(self, index: torch.Tensor | slice) -> tuple[dict[str, torch.Tensor], Any]:
+        """Gather a batch of rows by an index tensor or a slice.
+
+        Parameters
+        ----------
+        index : LongTensor or slice
+            Rows of the batch.
+
+        Returns
+        -------
+        X_batch : dict of str to Tensor
+            Dense tensors, sparse blocks densified.
+        y_batch : Tensor or None
+            The batch's target.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion._data import FusionDataset
+        >>> X = {"x0": np.ones((4, 2), dtype="float32"), "mask": np.ones((4, 1), bool)}
+        >>> FusionDataset(X).batch(slice(1, 3))[0]["x0"].shape
+        torch.Size([2, 2])
+        """
+        if isinstance(index, torch.Tensor) and index.device != self.device:
+            index = index.to(self.device)
+        out = {}
+        for key, value in self._tensors.items():
+            if sparse.issparse(value):
+                rows = value[index] if isinstance(index, slice) else value[index.cpu().numpy()]
+                out[key] = torch.from_numpy(rows.toarray()).to(self.device)
+            elif isinstance(index, slice):
+                out[key] = value[index]
+            else:
+                out[key] = value.index_select(0, index)
+        if self._y is None:
+            return out, None
+        y = self._y[index] if isinstance(index, slice) else self._y.index_select(0, index)
+        return out, y
+
+
+class BatchIterator:
+    """Yield whole batches from a :class:`FusionDataset` (or a Subset of one).
+
+    Drop-in for skorch's ``iterator_train`` / ``iterator_valid``: skorch calls
+    ``BatchIterator(dataset, batch_size=..., **iterator_train__kwargs)``.
+    A one-row remainder is merged into the previous batch, so batch norm
+    never sees a batch of one while training.
+
+    Parameters
+    ----------
+    dataset : FusionDataset or torch.utils.data.Subset of one
+        The data.
+    batch_size : int, default=128
+        Rows per batch.
+    shuffle : bool, default=False
+        Draw a new permutation of the rows at each pass.
+    seed : int or None, default=None
+        Seed of the shuffling generator; None draws one from torch's global
+        generator (which the estimators seed from ``random_state``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.fusion._data import BatchIterator, FusionDataset
+    >>> X = {"x0": np.ones((5, 2), dtype="float32"), "mask": np.ones((5, 1), bool)}
+    >>> [len(yb) for _, yb in BatchIterator(FusionDataset(X, np.arange(5)), batch_size=2)]
+    [2, 3]
+    """
+
+    def __init__(
+        self,
+        dataset: FusionDataset | Subset,
+        batch_size: int = 128,
+        shuffle: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(dataset, Subset):
+            self.indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+            dataset = dataset.dataset
+        else:
+            self.indices = None
+        if not isinstance(dataset, FusionDataset):
+            raise TypeError(f"BatchIterator needs a FusionDataset, got {type(dataset).__name__}")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int or -1, got {batch_size!r}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.generator = None
+        if shuffle:
+            if seed is None:
+                seed = int(torch.randint(np.iinfo(np.int32).max, (1,)).item())
+            self.generator = torch.Generator().manual_seed(int(seed))
+
+    def _edges(self) -> list[int]:
+        n = len(self.indices) if self.indices is not None else len(self.dataset)
+        edges = [*range(0, n, self.batch_size), n]
+        if len(edges) > 2 and edges[-1] - edges[-2] == 1:
+            del edges[-2]
+        return edges
+
+    def __len__(self) -> int:
+        """Return the number of batches."""
+        return len(self._edges()) - 1
+
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], Any]]:
+        """Yield ``(X_batch, y_batch)`` pairs."""
+        order = self.indices
+        if self.shuffle:
+            n = len(order) if order is not None else len(self.dataset)
+            perm = torch.randperm(n, generator=self.generator)
+            order = perm if order is None else order[perm]
+        if order is not None:
+            order = order.to(self.dataset.device)  # once per pass, not per batch
+        edges = self._edges()
+        for start, stop in zip(edges[:-1], edges[1:], strict=True):
+            index = slice(start, stop) if order is None else order[start:stop]
+            yield self.dataset.batch(index)

@@ -1,0 +1,138 @@
+"""Parameter and attribute text shared by the two fusion estimators' docstrings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["fill", "filled"]
+
+_NETWORK = """\
+    fusion : {"concat", "late", "gated", "attention", "tensor"}, default="concat"
+        How the modality embeddings are combined: ``"concat"``
+        concatenates them (a learned vector stands in for a missing
+        modality); ``"late"`` gives each modality its own head and averages
+        the outputs with learned weights, renormalised over the present
+        modalities; ``"gated"`` weights each modality per feature with gated
+        multimodal units; ``"attention"`` runs multi-head self-attention over
+        one token per modality and mean-pools the present ones;
+        ``"tensor"`` is low-rank multimodal tensor fusion.
+    modalities : dict or None, default=None
+        Explicit blocks for a 2-D input: modality name -> a list of column
+        names, a column-name prefix (str), a slice, integer positions or a
+        boolean mask. Every column must be in exactly one modality; an
+        empty slice is skipped, so a fitted ColumnTransformer's
+        ``output_indices_`` works as it is. None: the keys of a dict input,
+        else the ``name__`` prefixes of a DataFrame's columns (columns
+        without ``__`` form one more block, ``"other"``), else one block.
+    hidden_units : int, default=64
+        Width of the hidden layers of the towers and the head.
+    n_layers : int, default=1
+        Layers per tower (``Linear -> norm -> ReLU -> Dropout``).
+    embed_dim : int or None, default=None
+        Width of each tower's output, the modality embedding. None means
+        ``hidden_units``. Must be divisible by ``n_heads`` for
+        ``fusion="attention"``.
+    dropout : float, default=0.1
+        Dropout rate in the towers, the attention and the head.
+    norm : {"batch", "layer"} or None, default="batch"
+        Normalisation after each linear layer of a tower.
+    n_heads : int, default=4
+        Attention heads for ``fusion="attention"``.
+    rank : int, default=4
+        Rank of the modality factors for ``fusion="tensor"``.
+    modality_dropout : float, default=0.0
+        While training, hide each present modality of a row with this
+        probability, never all of a row's modalities, so that the network
+        learns to predict from any subset.
+    standardize : bool, default=True
+        Standardise each input feature with the mean and standard deviation
+        of its present training rows (inside the network, so sparse blocks
+        stay sparse){target_scaling}.
+    lr : float, default=0.01
+        Learning rate.
+    max_epochs : int, default=20
+        Number of passes over the training data (fewer with early stopping).
+    batch_size : int, default=128
+        Rows per training batch (``-1``: the whole training set). Batches
+        are shuffled at each epoch.
+    optimizer : torch optimizer class, default=torch.optim.AdamW
+        The optimizer, given ``lr`` and ``optimizer_kwargs``.
+    optimizer_kwargs : dict or None, default=None
+        More keyword arguments for the optimizer, e.g. ``{"weight_decay": 0.0}``.
+    criterion : torch loss class or None, default=None
+        The loss; None means {criterion}.
+    callbacks : list or None, default=None
+        Callbacks of skorch (instances or ``(name, callback)`` pairs), e.g.
+        ``EpochScoring``, ``Checkpoint``, ``LRScheduler``, ``ProgressBar``.
+        They are deep-copied in ``fit``; the fitted ones are in
+        ``net_.callbacks_``.
+    early_stopping : bool, default=False
+        Stop when the validation loss has not improved for ``patience``
+        epochs, and keep the best epoch's weights. Holds out
+        ``validation_fraction`` of the rows (0.1 if that is None).
+    patience : int, default=5
+        Epochs without improvement before early stopping.
+    validation_fraction : float or None, default=None
+        Fraction of the training rows held out (seeded by ``random_state``
+        {split}) to record ``valid_loss`` in ``net_.history`` at each epoch.
+        None: no hold-out, unless ``early_stopping=True``."""
+
+_TAIL = """\
+    device : str or torch.device, default="auto"
+        Where to train and predict: ``"auto"`` picks ``"cuda"`` when a GPU
+        is visible, else ``"cpu"``. A model fitted on a GPU is loaded on a
+        machine without one on the CPU (skorch warns once).
+    n_jobs : int or None, default=None
+        CPU threads torch uses in ``fit`` and ``predict``
+        (:func:`torch.set_num_threads`, restored afterwards); ``-1`` means
+        all CPUs; None leaves torch's setting alone. Results change slightly
+        with the thread count: fix it (e.g. 1) to get the same numbers
+        whether or not ``GridSearchCV`` runs its fits in parallel.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, dropout, modality dropout, the
+        batch shuffling and the validation split. Two fits with the same
+        int give the same predictions (on the same device and threads).
+    verbose : int, default=0
+        Print skorch's per-epoch table when > 0."""
+
+_ATTRIBUTES = """\
+    n_features_in_ : int
+        Number of features seen in ``fit`` (all blocks together).
+    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+    modalities_ : list of str
+        Names of the modality blocks, in tower order.
+    modality_dims_ : dict of str to int
+        Width of each block.
+    modality_columns_ : dict of str to ndarray or None
+        Column positions of each block in a 2-D input; None for a dict input.
+    net_ : skorch.NeuralNet
+        The trained skorch net: ``net_.history`` (per-epoch ``train_loss``,
+        ``valid_loss``, ...), ``net_.module_`` (the :class:`torch.nn.Module`),
+        ``net_.callbacks_``, ``net_.save_params``.
+    device_ : str or torch.device
+        The device the net is on."""
+
+
+def fill(doc: str, **extra: str) -> str:
+    """Replace ``{network}``, ``{tail}``, ``{attributes}`` and ``extra`` keys in ``doc``."""
+    network = _NETWORK
+    for key, value in extra.items():
+        network = network.replace("{" + key + "}", value)
+    for key, value in {"network": network, "tail": _TAIL, "attributes": _ATTRIBUTES}.items():
+        # the placeholder sits indented like a parameter; the text brings its own indent
+        doc = doc.replace("    {" + key + "}", value).replace("{" + key + "}", value)
+    return doc
+
+
+def filled(**extra: str) -> Callable[[T], T]:
+    """Class decorator: :func:`fill` the class docstring."""
+
+    def decorate(cls: T) -> T:
+        cls.__doc__ = fill(cls.__doc__ or "", **extra)
+        return cls
+
+    return decorate

@@ -1,0 +1,421 @@
+"""FusionClassifier and FusionRegressor: scikit-learn estimators around a skorch net.
+
+The estimators own their parameters (``__init__`` only stores them) and
+build a skorch net in ``fit``, kept as ``net_``: skorch runs the training
+loop, the callbacks, the history and the checkpoints, while the estimator
+keeps scikit-learn's contract (``clone``, ``set_params``, the common
+checks). They do not subclass skorch's ``NeuralNet``, whose ``__init__``
+sets attributes and whose ``get_params`` exposes private ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import sparse
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils import Tags
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+
+from mmsk.fusion._core import FusionBase
+from mmsk.fusion._docs import filled
+
+__all__ = ["FusionClassifier", "FusionRegressor"]
+
+
+@filled(
+    target_scaling="",
+    criterion=":class:`torch.nn.CrossEntropyLoss`; the module outputs logits",
+    split=", stratified by class",
+)
+class FusionClassifier(ClassifierMixin, FusionBase):
+    """Fusion network classifier: one tower per modality block, fusion, head.
+
+    A scikit-learn classifier that builds and trains a skorch
+    :class:`~skorch.classifier.NeuralNetClassifier` (kept as ``net_``) on
+    numeric modality blocks: a dict of 2-D arrays, a DataFrame whose columns
+    carry ``name__`` prefixes (``ColumnTransformer(...).set_output(
+    transform="pandas")``), any 2-D array with ``modalities=``, or plain 2-D
+    input as a single block. Sparse blocks are densified batch by batch.
+    A row whose block is all-NaN lacks that modality and is masked out of
+    the fusion.
+
+    Parameters
+    ----------
+    {network}
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, as in scikit-learn
+        (``{label: weight}`` or ``"balanced"``).
+    {tail}
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    {attributes}
+
+    See Also
+    --------
+    FusionRegressor : The same network for regression.
+
+    Notes
+    -----
+    ``net_`` works on the prepared input (a dict ``{"x0": ..., "mask": ...}``
+    of float32 blocks and the missing-modality mask) and on the encoded
+    labels ``0 .. n_classes - 1``; call the estimator's own ``predict`` and
+    ``predict_proba`` on raw input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.fusion import FusionClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = {"image": rng.normal(size=(60, 8)), "audio": rng.normal(size=(60, 4))}
+    >>> y = (X["image"][:, 0] + X["audio"][:, 0] > 0).astype(int)
+    >>> clf = FusionClassifier(fusion="gated", hidden_units=8, max_epochs=5, random_state=0)
+    >>> clf.fit(X, y).modalities_
+    ['image', 'audio']
+    >>> clf.predict_proba(X).shape
+    (60, 2)
+    >>> len(clf.net_.history)
+    5
+    """
+
+    _net_class = NeuralNetClassifier
+    _default_criterion = torch.nn.CrossEntropyLoss
+
+    def __init__(
+        self,
+        *,
+        fusion: str = "concat",
+        modalities: Mapping[str, Any] | None = None,
+        hidden_units: int = 64,
+        n_layers: int = 1,
+        embed_dim: int | None = None,
+        dropout: float = 0.1,
+        norm: str | None = "batch",
+        n_heads: int = 4,
+        rank: int = 4,
+        modality_dropout: float = 0.0,
+        standardize: bool = True,
+        lr: float = 0.01,
+        max_epochs: int = 20,
+        batch_size: int = 128,
+        optimizer: type = torch.optim.AdamW,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        criterion: Any = None,
+        callbacks: list[Any] | None = None,
+        early_stopping: bool = False,
+        patience: int = 5,
+        validation_fraction: float | None = None,
+        class_weight: dict[Any, float] | str | None = None,
+        device: Any = "auto",
+        n_jobs: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.fusion = fusion
+        self.modalities = modalities
+        self.hidden_units = hidden_units
+        self.n_layers = n_layers
+        self.embed_dim = embed_dim
+        self.dropout = dropout
+        self.norm = norm
+        self.n_heads = n_heads
+        self.rank = rank
+        self.modality_dropout = modality_dropout
+        self.standardize = standardize
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
+        self.criterion = criterion
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _encode_target(self, y: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"FusionClassifier supports binary and multiclass y, got {kind!r} y")
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"FusionClassifier needs samples of at least 2 classes in y; got 1 class "
+                f"({classes[0]!r})"
+            )
+        self.classes_ = classes
+        net_kwargs: dict[str, Any] = {"classes": list(range(len(classes)))}
+        if self.class_weight is not None:
+            weight = compute_class_weight(self.class_weight, classes=classes, y=y)
+            net_kwargs["criterion__weight"] = torch.as_tensor(weight, dtype=torch.float32)
+        return y_encoded.astype(np.int64), len(classes), net_kwargs
+
+    def fit(self, X: Any, y: Any) -> FusionClassifier:
+        """Find the modality blocks, build the skorch net and train it.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Training input, numeric. NaN only as whole missing blocks.
+        y : array-like of shape (n_samples,)
+            Class labels (int, str, ...).
+
+        Returns
+        -------
+        self : FusionClassifier
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2, random_state=0)
+        >>> clf.fit(X, X[:, 0] > 0).classes_
+        array([False,  True])
+        """
+        return self._fit(X, y)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Return class probabilities.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Input with the blocks seen in ``fit``. Rows may lack modalities
+            (all-NaN blocks), but not all of them.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities, columns in the order of ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2).fit(X, X[:, 0] > 0)
+        >>> clf.predict_proba(X[:2]).sum(axis=1).round(6).tolist()
+        [1.0, 1.0]
+        """
+        proba = self._net_output(X)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Return the most probable class of each row.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Input with the blocks seen in ``fit``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> y = np.where(X[:, 0] > 0, "pos", "neg")
+        >>> FusionClassifier(hidden_units=8, max_epochs=2).fit(X, y).predict(X[:1]).dtype.kind
+        'U'
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+@filled(
+    target_scaling=", and each target likewise (predictions are scaled back)",
+    criterion=":class:`torch.nn.MSELoss`",
+    split="",
+)
+class FusionRegressor(RegressorMixin, FusionBase):
+    """Fusion network regressor: one tower per modality block, fusion, head.
+
+    A scikit-learn regressor that builds and trains a skorch
+    :class:`~skorch.regressor.NeuralNetRegressor` (kept as ``net_``) on
+    numeric modality blocks, found as for :class:`FusionClassifier`.
+    Single- and multi-output targets; ``predict`` returns the shape of the
+    ``y`` given to ``fit``.
+
+    Parameters
+    ----------
+    {network}
+    {tail}
+
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of targets.
+    target_mean_, target_scale_ : ndarray of shape (n_outputs_,)
+        The target standardisation (zeros and ones if ``standardize=False``).
+    {attributes}
+
+    See Also
+    --------
+    FusionClassifier : The same network for classification.
+
+    Notes
+    -----
+    With ``standardize=True`` the net learns the standardised target, so the
+    losses in ``net_.history`` are in those units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.fusion import FusionRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = {"image": rng.normal(size=(60, 8)), "audio": rng.normal(size=(60, 4))}
+    >>> y = 3 * X["image"][:, 0] - X["audio"][:, 1]
+    >>> reg = FusionRegressor(fusion="late", hidden_units=8, max_epochs=5, random_state=0)
+    >>> reg.fit(X, y).predict(X).shape
+    (60,)
+    """
+
+    _net_class = NeuralNetRegressor
+    _default_criterion = torch.nn.MSELoss
+
+    def __init__(
+        self,
+        *,
+        fusion: str = "concat",
+        modalities: Mapping[str, Any] | None = None,
+        hidden_units: int = 64,
+        n_layers: int = 1,
+        embed_dim: int | None = None,
+        dropout: float = 0.1,
+        norm: str | None = "batch",
+        n_heads: int = 4,
+        rank: int = 4,
+        modality_dropout: float = 0.0,
+        standardize: bool = True,
+        lr: float = 0.01,
+        max_epochs: int = 20,
+        batch_size: int = 128,
+        optimizer: type = torch.optim.AdamW,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        criterion: Any = None,
+        callbacks: list[Any] | None = None,
+        early_stopping: bool = False,
+        patience: int = 5,
+        validation_fraction: float | None = None,
+        device: Any = "auto",
+        n_jobs: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.fusion = fusion
+        self.modalities = modalities
+        self.hidden_units = hidden_units
+        self.n_layers = n_layers
+        self.embed_dim = embed_dim
+        self.dropout = dropout
+        self.norm = norm
+        self.n_heads = n_heads
+        self.rank = rank
+        self.modality_dropout = modality_dropout
+        self.standardize = standardize
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.optimizer_kwargs = optimizer_kwargs
+        self.criterion = criterion
+        self.callbacks = callbacks
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _encode_target(self, y: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
+        if sparse.issparse(y):
+            raise ValueError("FusionRegressor needs a dense y; got a sparse matrix")
+        y = np.asarray(y, dtype=np.float64)
+        self._target_ndim = y.ndim
+        y2 = y.reshape(len(y), -1)
+        self.n_outputs_ = y2.shape[1]
+        if self.standardize:
+            mean, scale = y2.mean(axis=0), y2.std(axis=0)
+            scale[~(scale > 1e-12)] = 1.0
+        else:
+            mean, scale = np.zeros(self.n_outputs_), np.ones(self.n_outputs_)
+        self.target_mean_, self.target_scale_ = mean, scale
+        return ((y2 - mean) / scale).astype(np.float32), self.n_outputs_, {}
+
+    def fit(self, X: Any, y: Any) -> FusionRegressor:
+        """Find the modality blocks, build the skorch net and train it.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Training input, numeric. NaN only as whole missing blocks.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        self : FusionRegressor
+            The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionRegressor
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> FusionRegressor(hidden_units=8, max_epochs=2).fit(X, X[:, :2]).n_outputs_
+        2
+        """
+        return self._fit(X, y)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict the targets.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Input with the blocks seen in ``fit``. Rows may lack modalities
+            (all-NaN blocks), but not all of them.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predictions, 1-D if ``y`` was 1-D in ``fit``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionRegressor
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> FusionRegressor(hidden_units=8, max_epochs=2).fit(X, X[:, 0]).predict(X).shape
+        (40,)
+        """
+        out = self._net_output(X) * self.target_scale_ + self.target_mean_
+        return out.ravel() if self._target_ndim == 1 else out
+
+    def __sklearn_tags__(self) -> Tags:
+        """Declare multi-output support on top of the shared tags."""
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
