@@ -73,22 +73,26 @@ def _extract_batch(
     n_out: int,
 ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
     """Extract one batch of items; return its rows and the failures."""
-    out = np.full((len(items), n_out), np.nan, dtype=est._output_dtype)
+    dtype = est._output_dtype
+    out = np.full((len(items), n_out), np.nan, dtype=dtype)
     failures: list[tuple[int, str, str]] = []
+    extract, text, cached = est._extract, est._text_items, cache.enabled
     for i, item in enumerate(items):
         if is_missing(item):
             continue
         try:
             key = None
-            if cache.enabled:
-                key, source = item_fingerprint(item, text=est._text_items)
+            if cached:
+                key, source = item_fingerprint(item, text=text)
                 hit = None if key is None else cache.get(key)
                 if hit is not None and hit.shape == (n_out,):
                     out[i] = hit
                     continue
             else:
-                source = item if est._text_items else item_source(item)
-            vector = np.asarray(est._extract(source), dtype=est._output_dtype).reshape(-1)
+                source = item if text else item_source(item)
+            vector = extract(source)
+            if not (isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype == dtype):
+                vector = np.asarray(vector, dtype=dtype).reshape(-1)
             if vector.shape[0] != n_out:
                 raise BadItem(f"gave {vector.shape[0]} features, expected {n_out}")
             if key is not None:

@@ -225,8 +225,8 @@ def item_source(item: Any) -> Any:
 
     Raises
     ------
-    FileNotFoundError
-        If a path item does not exist.
+    BadItem
+        For empty bytes.
 
     Examples
     --------
@@ -235,10 +235,7 @@ def item_source(item: Any) -> Any:
     'BytesIO'
     """
     if isinstance(item, (str, Path, os.PathLike)):
-        path = os.fspath(item)
-        if not os.path.isfile(path):
-            raise FileNotFoundError("file not found")
-        return path
+        return os.fspath(item)  # opening it says whether it exists: no stat per item
     if isinstance(item, (bytes, bytearray, memoryview)):
         if len(item) == 0:
             raise BadItem("empty bytes")
@@ -284,8 +281,7 @@ def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str | None, Any]
         digest.update(item.encode("utf-8", "surrogatepass"))
         return digest.hexdigest(), item
     if isinstance(item, (str, Path, os.PathLike)):
-        path = item_source(item)
-        with open(path, "rb") as fh:
+        with open(os.fspath(item), "rb") as fh:
             data = fh.read()
         digest.update(b"bytes")
         digest.update(data)

@@ -53,6 +53,11 @@ def _decode(source: Any) -> tuple[np.ndarray, int]:
             data = fh.read(dtype="float32", always_2d=True)
             return data, int(fh.samplerate)
     except sf.SoundFileError as exc:
+        if isinstance(source, str):  # libsndfile says "System error" for these
+            if os.path.isdir(source):
+                raise IsADirectoryError(source) from None
+            if not os.path.exists(source):
+                raise FileNotFoundError(source) from None
         reason = (getattr(exc, "error_string", None) or str(exc)).strip().rstrip(".")
         reason = re.sub(r"^Error\s*:\s*", "", reason)
         raise BadItem(

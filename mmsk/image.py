@@ -334,7 +334,7 @@ default="bilinear"
             arr = _uint8_pixels(img)
         if arr.ndim == 3:
             arr = arr.transpose(2, 0, 1)
-        return np.divide(arr, np.float32(255), dtype=np.float32, order="C")
+        return np.divide(arr, np.float32(255), dtype=np.float32, order="C").reshape(-1)
 
 
 def _crop_box(have: tuple[int, int], want: tuple[int, int]) -> tuple[float, ...] | None:

@@ -71,12 +71,12 @@ def test_memory_extracts_each_item_once(tmp_path):
     assert Summer.calls == 40  # a parameter that changes the output misses
 
 
-def test_on_error_policies():
+def test_on_error_policies(tmp_path):
     X = [np.ones(2), 7, None]
     with pytest.raises(ItemError, match=r"^row 1 \(7\): unsupported item type int$"):
         Summer().fit_transform(X)
     with pytest.raises(ItemError, match=r"^row 0 \('nope.wav'\): file not found$"):
-        Summer().fit_transform(["nope.wav"])
+        Summer(memory=tmp_path).fit_transform(["nope.wav"])  # hashing opens the file
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = Summer(on_error="nan").fit_transform(X)
