@@ -6,21 +6,26 @@ import sys
 import pytest
 
 from mmsk.cli import build_parser, main
+from mmsk.demo import FUSION_METHODS
 
 
 def test_parser_defaults():
     args = build_parser().parse_args(["demo"])
     assert (args.cv, args.full, args.out, args.no_plot) == (5, False, "mmsk-demo", False)
+    assert args.max_epochs is None
 
 
 def test_demo_runs_on_the_shipped_sample(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    assert main(["demo", "--cv", "3", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--cv", "3", "--max-epochs", "8", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for model in ("image only", "audio only", "image + audio"):
+    models = ["image only", "audio only"] + [f"fused: {f}" for f in FUSION_METHODS]
+    for model in models:
         assert model in out
-    png = tmp_path / "accuracy.png"
-    assert png.is_file() and png.stat().st_size > 10_000
+    assert "best fusion by GridSearchCV" in out
+    for name in ("accuracy.png", "training.png"):
+        png = tmp_path / name
+        assert png.is_file() and png.stat().st_size > 10_000
 
 
 def test_demo_reports_bad_arguments(tmp_path, capsys):
