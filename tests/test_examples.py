@@ -1,0 +1,120 @@
+"""The gallery scripts under examples/ run, and the fusion example's search is reproducible.
+
+Every ``examples/*.py`` runs as ``__main__`` (what sphinx-gallery does) in its
+fast mode (``MMSK_EXAMPLE_FAST=1``), with matplotlib's Agg backend, in a
+temporary working directory. The fusion example's ``GridSearchCV`` is then
+repeated with other ``n_jobs`` values and must give the same scores and the
+same best parameters.
+"""
+
+import ast
+import runpy
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
+FUSION_EXAMPLE = EXAMPLES_DIR / "plot_fusion_gridsearch.py"
+
+
+def _run_example(path, workdir, *, fast=True):
+    """Run one example script as sphinx-gallery does; return its globals."""
+    matplotlib = pytest.importorskip("matplotlib")
+    with pytest.MonkeyPatch.context() as mp:
+        if fast:
+            mp.setenv("MMSK_EXAMPLE_FAST", "1")
+        else:
+            mp.delenv("MMSK_EXAMPLE_FAST", raising=False)
+        mp.setenv("MPLBACKEND", "Agg")
+        mp.chdir(workdir)
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        try:
+            with warnings.catch_warnings():
+                # plt.show() under Agg says it cannot show; that is expected here
+                warnings.filterwarnings("ignore", ".*non-interactive.*", UserWarning)
+                return runpy.run_path(str(path), run_name="__main__")
+        finally:
+            plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def example_globals(tmp_path_factory):
+    """Run each example once per module (fast mode), on demand."""
+    done = {}
+
+    def get(path):
+        if path not in done:
+            done[path] = _run_example(path, tmp_path_factory.mktemp(path.stem))
+        return done[path]
+
+    return get
+
+
+def _same_search(search, X, y, groups, n_jobs, cache):
+    """Repeat ``search`` with another ``n_jobs`` and a fresh feature cache."""
+    model = clone(search.estimator).set_params(
+        memory=str(cache / "pipeline"),
+        features__image__memory=cache,
+        features__audio__memory=cache,
+    )
+    again = GridSearchCV(model, search.param_grid, cv=search.cv, n_jobs=n_jobs)
+    return again.fit(X, y, groups=groups)
+
+
+def _assert_same_results(search, again):
+    assert again.best_params_ == search.best_params_
+    assert again.best_score_ == search.best_score_
+    assert list(again.cv_results_["params"]) == list(search.cv_results_["params"])
+    n_splits = search.n_splits_
+    for key in ["mean_test_score"] + [f"split{k}_test_score" for k in range(n_splits)]:
+        np.testing.assert_array_equal(again.cv_results_[key], search.cv_results_[key], key)
+
+
+def test_there_are_examples():
+    assert FUSION_EXAMPLE in EXAMPLES
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_is_a_gallery_script(path):
+    source = path.read_text(encoding="utf-8")
+    assert path.name.startswith("plot_"), "examples are named plot_<topic>.py"
+    doc = ast.get_docstring(ast.parse(source))
+    assert doc, "an example starts with a title docstring"
+    title, underline = doc.splitlines()[:2]
+    assert title.strip() and set(underline.strip()) == {"="}, "title underlined with ="
+    assert "\n# %%\n" in source, "an example has # %% cells"
+    readme = (EXAMPLES_DIR / "README.txt").read_text(encoding="utf-8")
+    assert path.name in readme, "examples/README.txt lists every example"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(path, example_globals):
+    namespace = example_globals(path)
+    assert namespace["__name__"] == "__main__"
+
+
+def test_fusion_example_search_does_not_depend_on_n_jobs(example_globals, tmp_path):
+    ns = example_globals(FUSION_EXAMPLE)
+    search = ns["search"]
+    assert ns["FAST"] and len(search.cv_results_["params"]) >= 4
+    assert search.best_params_.keys() == {"fusion__fusion", "features__audio__n_mfcc"}
+    for n_jobs in sorted({1, 2} - {search.n_jobs}):
+        again = _same_search(search, ns["X"], ns["y"], ns["groups"], n_jobs, tmp_path / str(n_jobs))
+        _assert_same_results(search, again)
+
+
+@pytest.mark.slow
+def test_fusion_example_full_mode_search_does_not_depend_on_n_jobs(tmp_path):
+    ns = _run_example(FUSION_EXAMPLE, tmp_path, fast=False)
+    search = ns["search"]
+    assert not ns["FAST"] and len(search.cv_results_["params"]) == 10
+    for n_jobs in sorted({1, 2} - {search.n_jobs}):
+        again = _same_search(search, ns["X"], ns["y"], ns["groups"], n_jobs, tmp_path / str(n_jobs))
+        _assert_same_results(search, again)
