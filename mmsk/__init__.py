@@ -25,6 +25,8 @@ _LAZY = {
     "TokenSequences": "mmsk.text",
     "FusionClassifier": "mmsk.fusion",
     "FusionRegressor": "mmsk.fusion",
+    "make_multimodal_pipeline": "mmsk.compose",
+    "TfidfSVD": "mmsk.compose",
     "ItemError": "mmsk._items",
     "ItemWarning": "mmsk._base",
 }

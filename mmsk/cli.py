@@ -1,12 +1,38 @@
-"""The ``mmsk`` command line: thin wrappers around the library."""
+"""The ``mmsk`` command line: thin wrappers around the library.
+
+``mmsk demo`` runs :func:`mmsk.demo.run_demo`. ``mmsk fit`` reads a CSV
+file, builds a pipeline with :func:`mmsk.compose.make_multimodal_pipeline`
+from the column roles it is given, fits it and saves it with joblib;
+``mmsk predict`` and ``mmsk evaluate`` load such a file and apply it to
+another CSV file. See ``docs/cli.md``.
+
+A model file is a ``joblib`` dump of a dict: ``"pipeline"`` (the fitted
+:class:`~sklearn.pipeline.Pipeline`, usable from Python with
+``joblib.load(path)["pipeline"]``) and metadata (``"format"``,
+``"format_version"``, ``"mmsk_version"``, ``"task"``, ``"target"``,
+``"columns"``, ...). Loading it unpickles it: open only files you trust.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+#: Tag of the model files that ``mmsk fit`` writes, and the layout version.
+MODEL_FORMAT = "mmsk-model"
+MODEL_FORMAT_VERSION = 1
+#: Integer-valued numeric targets with at most this many distinct values are classes.
+MAX_AUTO_CLASSES = 20
+_ROLES = ("image", "audio", "text", "numeric", "categorical")
+_PATH_ROLES = ("image", "audio")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -24,19 +50,300 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- data ----------------------------------------------------------------------
+def _read_csv(path: str) -> Any:
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no such data file: {path}")
+    try:
+        return pd.read_csv(file)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        raise ValueError(f"cannot read {path} as CSV: {exc}") from exc
+
+
+def _check_columns(frame: Any, columns: Sequence[str], path: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns[:20]))
+        raise ValueError(f"{path} has no column {', '.join(map(repr, missing))} (it has: {have})")
+
+
+def _resolve_paths(frame: Any, columns: Sequence[str], base: Path) -> Any:
+    """Make relative paths in ``columns`` relative to ``base`` (the CSV file's folder)."""
+    frame = frame.copy()
+    for col in columns:
+        frame[col] = [
+            str(base / Path(v).expanduser()) if isinstance(v, str) and v else v for v in frame[col]
+        ]
+    return frame
+
+
+def _target(frame: Any, name: str, path: str) -> Any:
+    y = frame[name]
+    missing = y.isna().to_numpy().nonzero()[0]
+    if len(missing):
+        rows = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"target column {name!r} of {path} has {len(missing)} missing value(s) "
+            f"(data rows {rows}); fill or remove them"
+        )
+    return y
+
+
+def _infer_task(y: Any) -> str:
+    """Regression for non-integer numbers or many distinct integers, else classification."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return "classification"
+    values = y.to_numpy(dtype=float)
+    if np.all(values == np.round(values)) and y.nunique() <= MAX_AUTO_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _roles(args: argparse.Namespace) -> dict[str, list[str]]:
+    return {role: list(getattr(args, role) or []) for role in _ROLES}
+
+
+# -- model files ---------------------------------------------------------------
+def _save_model(model: dict[str, Any], path: str) -> None:
+    import joblib
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, out)
+
+
+def _load_model(path: str) -> dict[str, Any]:
+    import joblib
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    not_ours = f"{path} is not a model file of `mmsk fit`"
+    try:
+        model = joblib.load(file)
+    except Exception as exc:  # noqa: BLE001 - whatever unpickling raises means "not ours"
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        reason = reason if len(reason) <= 100 else reason[:97] + "..."
+        raise ValueError(
+            f"{not_ours}, or one of another mmsk version: cannot load it ({reason})"
+        ) from exc
+    if not isinstance(model, dict) or model.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{not_ours}: it holds a {type(model).__name__}, not an mmsk model")
+    saved, current = model.get("mmsk_version", "?"), _version()
+    if model.get("format_version") != MODEL_FORMAT_VERSION or _minor(saved) != _minor(current):
+        raise ValueError(
+            f"{path} was written by mmsk {saved} (model format "
+            f"{model.get('format_version')}); this is mmsk {current} (format "
+            f"{MODEL_FORMAT_VERSION}): refit it with `mmsk fit`, or use mmsk {saved}"
+        )
+    return model
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def _features(model: dict[str, Any], path: str) -> Any:
+    """Read ``path`` and return the frame, its feature columns checked, paths resolved."""
+    frame = _read_csv(path)
+    columns = model["columns"]
+    _check_columns(frame, [c for role in _ROLES for c in columns[role]], path)
+    paths = [c for role in _PATH_ROLES for c in columns[role]]
+    return _resolve_paths(frame, paths, Path(path).resolve().parent)
+
+
+# -- fit -------------------------------------------------------------------------
+def _fit(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import sklearn
+
+    from .compose import make_multimodal_pipeline
+
+    roles = _roles(args)
+    frame = _read_csv(args.data)
+    features = [c for role in _ROLES for c in roles[role]]
+    _check_columns(frame, [args.target, *features], args.data)
+    if args.target in features:
+        raise ValueError(f"target column {args.target!r} is also given as a feature")
+    for col in roles["numeric"]:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            example = frame[col].dropna().iloc[0]
+            raise ValueError(
+                f"--numeric column {col!r} is not numeric (it holds e.g. {example!r}); "
+                "give it as --categorical or --text"
+            )
+    y = _target(frame, args.target, args.data)
+    task = _infer_task(y) if args.task == "auto" else args.task
+    params = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
+    pipeline = make_multimodal_pipeline(
+        **roles,
+        task=task,
+        fusion=args.fusion,
+        n_jobs=args.n_jobs,
+        random_state=args.random_state,
+        **params,
+    )
+    X = _resolve_paths(frame, roles["image"] + roles["audio"], Path(args.data).resolve().parent)
+
+    start = time.perf_counter()
+    # What Pipeline.fit does, keeping the features to score on them without extracting twice.
+    step, net = pipeline.named_steps["features"], pipeline.named_steps["fusion"]
+    Xt = step.fit_transform(X, y)
+    net.fit(Xt, y)
+    seconds = time.perf_counter() - start
+    score = float(net.score(Xt, y))
+
+    classes = net.classes_.tolist() if task == "classification" else None
+    model = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "mmsk_version": _version(),
+        "sklearn_version": sklearn.__version__,
+        "pipeline": pipeline,
+        "task": task,
+        "target": args.target,
+        "columns": roles,
+        "classes": classes,
+        "n_rows": len(frame),
+        "train_score": score,
+        "fit_seconds": seconds,
+        "data": str(Path(args.data).resolve()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _save_model(model, args.out)
+
+    kind = f"{task}, {len(classes)} classes" if classes is not None else task
+    print(f"data      {args.data}: {len(frame)} rows; target {args.target!r} ({kind})")
+    sources = {name: cols for name, _, cols in step.transformers}
+    for name in net.modalities_:
+        cols = sources[name]
+        cols = cols if isinstance(cols, str) else ", ".join(cols)
+        width = net.modality_dims_[name]
+        print(f"block     {name:<12} <- {cols}  ({width} feature{'s' * (width != 1)})")
+    epochs = len(net.net_.history)
+    metric = "accuracy" if task == "classification" else "R2"
+    print(f"network   fusion {net.fusion!r}, {epochs} epochs, on {net.device_}")
+    print(f"fitted    in {seconds:.1f} s; training {metric} {score:.3f}")
+    print(f"saved     {args.out}")
+    return 0
+
+
+# -- predict ---------------------------------------------------------------------
+def _output_frame(frame: Any, id_column: str | None, path: str) -> Any:
+    import pandas as pd
+
+    if id_column is None:
+        return pd.DataFrame({"row": range(len(frame))})
+    _check_columns(frame, [id_column], path)
+    return pd.DataFrame({id_column: frame[id_column].to_numpy()})
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    pipeline = model["pipeline"]
+    if args.proba and model["task"] != "classification":
+        raise ValueError("--proba needs a classification model; this one is a regression")
+    X = _features(model, args.data)
+    out = _output_frame(X, args.id, args.data)
+    out["prediction"] = pipeline.predict(X)
+    if args.proba:
+        proba = pipeline.predict_proba(X)
+        for j, label in enumerate(pipeline.classes_):
+            out[f"proba_{label}"] = proba[:, j].round(6)
+    if args.out is None:
+        out.to_csv(sys.stdout, index=False)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(args.out, index=False)
+        print(f"wrote {len(out)} predictions to {args.out}")
+    return 0
+
+
+# -- evaluate --------------------------------------------------------------------
+def _metrics(model: dict[str, Any], X: Any, y: Any) -> dict[str, float | None]:
+    import numpy as np
+    from sklearn import metrics
+
+    pipeline = model["pipeline"]
+    if model["task"] == "regression":
+        pred = pipeline.predict(X)
+        return {
+            "r2": float(metrics.r2_score(y, pred)) if len(y) > 1 else None,
+            "mae": float(metrics.mean_absolute_error(y, pred)),
+            "rmse": float(np.sqrt(metrics.mean_squared_error(y, pred))),
+        }
+    proba = pipeline.predict_proba(X)
+    classes = pipeline.classes_
+    pred = classes[proba.argmax(axis=1)]
+    known = np.isin(np.asarray(y), classes).all()
+    scores = {
+        "accuracy": float(metrics.accuracy_score(y, pred)),
+        "balanced_accuracy": float(metrics.balanced_accuracy_score(y, pred)),
+        "f1_macro": float(metrics.f1_score(y, pred, average="macro", zero_division=0)),
+        # log loss is undefined for labels the model has never seen
+        "log_loss": float(metrics.log_loss(y, proba, labels=classes)) if known else None,
+    }
+    if len(classes) == 2:
+        both = known and len(np.unique(y)) == 2
+        auc = metrics.roc_auc_score(np.asarray(y) == classes[1], proba[:, 1]) if both else None
+        scores["roc_auc"] = None if auc is None else float(auc)
+    return scores
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import warnings
+
+    model = _load_model(args.model)
+    X = _features(model, args.data)
+    target = model["target"]
+    _check_columns(X, [target], args.data)
+    y = _target(X, target, args.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # e.g. "y_pred contains classes not in y_true"
+        scores = _metrics(model, X, y)
+    if args.json:
+        report = {
+            "model": args.model,
+            "data": args.data,
+            "n_rows": len(X),
+            "target": target,
+            "task": model["task"],
+            "metrics": scores,
+        }
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.data}: {len(X)} rows, target {target!r} ({model['task']})")
+    for name, value in scores.items():
+        print(f"{name:<18} {'n/a' if value is None else f'{value:.4f}'}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``mmsk`` command.
 
     Returns
     -------
     argparse.ArgumentParser
-        The parser, one sub-command per job.
+        The parser, one sub-command per job: ``demo``, ``fit``, ``predict``,
+        ``evaluate``.
 
     Examples
     --------
     >>> from mmsk.cli import build_parser
     >>> build_parser().parse_args(["demo", "--cv", "3"]).cv
     3
+    >>> args = build_parser().parse_args(
+    ...     ["fit", "train.csv", "--target", "label", "--image", "img", "--out", "m.joblib"]
+    ... )
+    >>> args.image, args.task, args.fusion
+    (['img'], 'auto', 'concat')
     """
     parser = argparse.ArgumentParser(
         prog="mmsk", description="Multimodal learning as a scikit-learn workflow."
@@ -54,6 +361,67 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-epochs", type=int, default=None, help="training epochs (default 60)")
     demo.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
     demo.set_defaults(func=_demo)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a multimodal model on a CSV file and save it",
+        description="Fit extractors and a fusion network on DATA (CSV) and save them to --out. "
+        "Relative paths in --image and --audio columns are read relative to DATA's folder.",
+    )
+    fit.add_argument("data", metavar="DATA", help="training data, a CSV file with a header")
+    fit.add_argument("--target", required=True, metavar="COL", help="column to predict")
+    for role, what in [
+        ("image", "image file paths"),
+        ("audio", "audio file paths"),
+        ("text", "free text"),
+        ("numeric", "numbers"),
+        ("categorical", "categories"),
+    ]:
+        fit.add_argument(
+            f"--{role}", nargs="+", action="extend", metavar="COL", help=f"column(s) of {what}"
+        )
+    fit.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help="auto (default): regression for a numeric target with non-integer values or more "
+        f"than {MAX_AUTO_CLASSES} distinct integers, else classification",
+    )
+    fit.add_argument(
+        "--fusion",
+        default="concat",
+        help="concat (default), late, gated, attention or tensor (see docs/fusion.md)",
+    )
+    fit.add_argument("--max-epochs", type=int, default=None, help="training epochs (default 20)")
+    fit.add_argument("--random-state", type=int, default=None, help="seed, for repeatable fits")
+    fit.add_argument("--n-jobs", type=int, default=None, help="parallel feature extraction")
+    fit.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.joblib)")
+    fit.set_defaults(func=_fit)
+
+    predict = sub.add_parser(
+        "predict",
+        help="predict with a saved model",
+        description="Write one prediction per row of DATA as CSV: the row number (or --id "
+        "column), the prediction, and with --proba one probability column per class.",
+    )
+    predict.add_argument("model", metavar="MODEL", help="model file written by `mmsk fit`")
+    predict.add_argument("data", metavar="DATA", help="CSV file with the model's feature columns")
+    predict.add_argument("--out", default=None, help="CSV file to write (default: stdout)")
+    predict.add_argument("--proba", action="store_true", help="add class probabilities")
+    predict.add_argument(
+        "--id", default=None, metavar="COL", help="copy this column of DATA as the first column"
+    )
+    predict.set_defaults(func=_predict)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a saved model on labelled data",
+        description="Print the model's metrics on DATA, which holds the target column.",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="model file written by `mmsk fit`")
+    evaluate.add_argument("data", metavar="DATA", help="CSV file with features and target")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
@@ -74,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit status.
+        The exit status: 0 on success, 2 for a usage or data error, which is
+        reported on one line of stderr as ``mmsk <command>: error: ...``.
 
     Examples
     --------
@@ -84,7 +453,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
+    except BrokenPipeError:  # stdout closed early, e.g. `mmsk predict ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 1
+    except (OSError, ValueError, ImportError) as exc:
         print(f"mmsk {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

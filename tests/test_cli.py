@@ -1,10 +1,20 @@
 """The ``mmsk`` command: parsing, the demo on the shipped sample, errors."""
 
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+import mmsk
 from mmsk.cli import build_parser, main
 from mmsk.demo import FUSION_METHODS
 
@@ -44,3 +54,239 @@ def test_console_script_entry_point():
         [sys.executable, "-m", "mmsk.cli", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.startswith("mmsk ")
+
+
+# -- fit / predict / evaluate ----------------------------------------------------------
+def _run(argv):
+    """Run ``mmsk`` in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sample_csv(tmp_path_factory):
+    """60 rows of the shipped sample, files copied next to a CSV that names them relatively."""
+    from mmsk.datasets import load_sample
+
+    folder = tmp_path_factory.mktemp("av")
+    frame = load_sample().frame.groupby("label").head(6).reset_index(drop=True)
+    for col in ("image", "audio"):
+        (folder / col).mkdir()
+        relative = []
+        for path in frame[col]:
+            shutil.copy(path, folder / col / Path(path).name)
+            relative.append(f"{col}/{Path(path).name}")
+        frame[col] = relative
+    frame.insert(0, "id", [f"clip{i:02d}" for i in range(len(frame))])
+    frame["caption"] = "said by " + frame["speaker"]
+    csv = folder / "train.csv"
+    frame.to_csv(csv, index=False)
+    return csv
+
+
+@pytest.fixture(scope="module")
+def fitted(sample_csv, tmp_path_factory):
+    model = tmp_path_factory.mktemp("model") / "model.joblib"
+    code, out, err = _run(
+        ["fit", sample_csv, "--target", "label", "--image", "image", "--audio", "audio",
+         "--text", "caption", "--categorical", "speaker", "--numeric", "take",
+         "--max-epochs", "3", "--random-state", "0", "--out", model]
+    )  # fmt: skip
+    assert code == 0, err
+    return model, out
+
+
+def test_fit_prints_a_summary_and_saves_model_and_metadata(fitted, sample_csv):
+    import joblib
+
+    path, out = fitted
+    assert "60 rows; target 'label' (classification, 10 classes)" in out
+    for block in ("image", "audio", "caption", "numeric", "categorical"):
+        assert f"block     {block}" in out
+    assert "(3072 features)" in out and "training accuracy" in out and "3 epochs" in out
+    saved = joblib.load(path)
+    assert saved["format"] == "mmsk-model" and saved["task"] == "classification"
+    assert saved["mmsk_version"] == mmsk.__version__ and saved["target"] == "label"
+    assert saved["columns"]["image"] == ["image"] and saved["columns"]["numeric"] == ["take"]
+    assert saved["classes"] == list(range(10)) and saved["n_rows"] == 60
+    assert saved["pipeline"].named_steps["fusion"].max_epochs == 3
+
+
+def test_paths_are_relative_to_the_csv_not_the_working_directory(sample_csv, tmp_path):
+    # run from an empty folder: "image/4776.png" exists only next to the CSV
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        code, _, err = _run(
+            ["fit", sample_csv, "--target", "label", "--image", "image", "--max-epochs", "1",
+             "--out", "m.joblib"]
+        )  # fmt: skip
+    finally:
+        os.chdir(cwd)
+    assert code == 0, err
+    assert (tmp_path / "m.joblib").is_file()
+
+
+def test_predict_to_stdout_with_probabilities_and_ids(fitted, sample_csv):
+    code, out, err = _run(["predict", fitted[0], sample_csv, "--proba", "--id", "id"])
+    assert code == 0, err
+    pred = pd.read_csv(io.StringIO(out))
+    assert list(pred.columns) == ["id", "prediction"] + [f"proba_{k}" for k in range(10)]
+    assert len(pred) == 60 and pred["id"].iloc[0] == "clip00"
+    np.testing.assert_allclose(pred.filter(like="proba_").sum(axis=1), 1, atol=1e-4)
+    best = pred.filter(like="proba_").to_numpy().argmax(axis=1)
+    np.testing.assert_array_equal(best, pred["prediction"])
+
+
+def test_predict_to_a_file_numbers_rows(fitted, sample_csv, tmp_path):
+    out_csv = tmp_path / "sub" / "pred.csv"
+    code, out, _ = _run(["predict", fitted[0], sample_csv, "--out", out_csv])
+    assert code == 0 and "wrote 60 predictions" in out
+    pred = pd.read_csv(out_csv)
+    assert list(pred.columns) == ["row", "prediction"]
+    assert pred["row"].tolist() == list(range(60))
+
+
+def test_evaluate_prints_classification_metrics(fitted, sample_csv):
+    code, out, err = _run(["evaluate", fitted[0], sample_csv])
+    assert code == 0, err
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "log_loss"):
+        assert re.search(rf"^{name} +\d+\.\d{{4}}$", out, re.M), out
+    code, out, _ = _run(["evaluate", fitted[0], sample_csv, "--json"])
+    report = json.loads(out)
+    assert report["n_rows"] == 60 and report["task"] == "classification"
+    assert set(report["metrics"]) == {"accuracy", "balanced_accuracy", "f1_macro", "log_loss"}
+    assert 0.0 <= report["metrics"]["accuracy"] <= 1.0
+
+
+@pytest.fixture(scope="module")
+def tabular_csv(tmp_path_factory):
+    rng = np.random.RandomState(0)
+    n = 40
+    frame = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(["red", "blue"], n)})
+    frame["price"] = 3 * frame["x"] + (frame["colour"] == "red") + 0.1 * rng.normal(size=n)
+    frame["sold"] = np.where(frame["x"] > 0, "yes", "no")
+    path = tmp_path_factory.mktemp("tab") / "shop.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_regression_round_trip(tabular_csv, tmp_path):
+    model = tmp_path / "price.joblib"
+    code, out, err = _run(
+        ["fit", tabular_csv, "--target", "price", "--numeric", "x", "--categorical", "colour",
+         "--max-epochs", "5", "--random-state", "0", "--out", model]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "(regression)" in out and "training R2" in out  # auto: non-integer target
+    code, out, _ = _run(["evaluate", model, tabular_csv, "--json"])
+    assert set(json.loads(out)["metrics"]) == {"r2", "mae", "rmse"}
+    code, out, _ = _run(["predict", model, tabular_csv])
+    assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 40
+    code, _, err = _run(["predict", model, tabular_csv, "--proba"])
+    assert code == 2 and "--proba needs a classification model" in err
+
+
+def test_binary_classification_reports_roc_auc(tabular_csv, tmp_path):
+    model = tmp_path / "sold.joblib"
+    code, _, err = _run(
+        ["fit", tabular_csv, "--target", "sold", "--numeric", "x", "--max-epochs", "5",
+         "--out", model]
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, _ = _run(["evaluate", model, tabular_csv])
+    assert code == 0 and re.search(r"^roc_auc +\d\.\d{4}$", out, re.M)
+    code, out, _ = _run(["predict", model, tabular_csv, "--proba"])
+    assert list(pd.read_csv(io.StringIO(out)).columns) == [
+        "row", "prediction", "proba_no", "proba_yes"
+    ]  # fmt: skip
+
+
+def test_fit_with_task_option_overrides_auto(tabular_csv, tmp_path):
+    code, out, _ = _run(
+        ["fit", tabular_csv, "--target", "sold", "--numeric", "x", "--task", "classification",
+         "--fusion", "late", "--max-epochs", "1", "--out", tmp_path / "m.joblib"]
+    )  # fmt: skip
+    assert code == 0 and "fusion 'late'" in out
+
+
+# -- errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--target", "nope", "--numeric", "x"], r"has no column 'nope' \(it has: x, colour"),
+        (["--target", "price"], "no feature columns: give at least one of image"),
+        (["--target", "price", "--numeric", "price"], "target column 'price' is also"),
+        (["--target", "price", "--numeric", "colour"], "--numeric column 'colour' is not numeric"),
+        (["--target", "price", "--numeric", "x", "--text", "x"], "'x' has two roles"),
+        (["--target", "price", "--numeric", "x", "--fusion", "sum"], "fusion must be one of"),
+    ],
+)
+def test_fit_reports_user_errors_on_one_line(tabular_csv, tmp_path, capsys, extra, message):
+    code = main(["fit", str(tabular_csv), *extra, "--out", str(tmp_path / "m.joblib")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("mmsk fit: error: ") and err.count("\n") == 1
+    assert re.search(message, err)
+    assert not (tmp_path / "m.joblib").exists()
+
+
+def test_fit_reports_missing_files(tmp_path, tabular_csv):
+    code, _, err = _run(["fit", tmp_path / "no.csv", "--target", "y", "--numeric", "x",
+                         "--out", tmp_path / "m.joblib"])  # fmt: skip
+    assert code == 2 and err == f"mmsk fit: error: no such data file: {tmp_path / 'no.csv'}\n"
+    broken = tmp_path / "broken.csv"
+    broken.write_text("image,label\nimages/gone.png,1\nimages/gone.png,2\n")
+    code, _, err = _run(["fit", broken, "--target", "label", "--image", "image",
+                         "--out", tmp_path / "m.joblib"])  # fmt: skip
+    assert code == 2 and "image: row 0" in err and "images/gone.png'): file not found" in err
+
+
+def test_fit_rejects_missing_targets(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n1,a\n2,\n3,b\n")
+    code, _, err = _run(["fit", data, "--target", "y", "--numeric", "x", "--out", "m.joblib"])
+    assert code == 2 and "target column 'y'" in err and "1 missing value(s) (data rows 1)" in err
+
+
+def test_fit_requires_target_and_out(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "data.csv", "--numeric", "x"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --target, --out" in capsys.readouterr().err
+
+
+def test_model_file_errors(fitted, tabular_csv, sample_csv, tmp_path):
+    import joblib
+
+    cases = {"a CSV": tabular_csv, "missing": tmp_path / "none.joblib"}
+    joblib.dump([1, 2], tmp_path / "list.joblib")
+    cases["a list"] = tmp_path / "list.joblib"
+    old = dict(joblib.load(fitted[0]), mmsk_version="0.0.1")
+    joblib.dump(old, tmp_path / "old.joblib")
+    cases["old"] = tmp_path / "old.joblib"
+    messages = {
+        "a CSV": "is not a model file of `mmsk fit`, or one of another mmsk version",
+        "missing": "no such model file",
+        "a list": "it holds a list, not an mmsk model",
+        "old": r"written by mmsk 0\.0\.1 .*refit it with `mmsk fit`, or use mmsk 0\.0\.1",
+    }
+    for case, path in cases.items():
+        for command in ("predict", "evaluate"):
+            code, out, err = _run([command, path, sample_csv])
+            assert code == 2 and out == "", case
+            assert err.startswith(f"mmsk {command}: error: ") and err.count("\n") == 1, err
+            assert re.search(messages[case], err), (case, err)
+
+
+def test_predict_and_evaluate_check_the_data_columns(fitted, tabular_csv, sample_csv, tmp_path):
+    code, _, err = _run(["predict", fitted[0], tabular_csv])
+    assert code == 2 and "has no column 'image', 'audio', 'caption', 'take', 'speaker'" in err
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(sample_csv).drop(columns="label").to_csv(unlabelled, index=False)
+    code, _, err = _run(["evaluate", fitted[0], unlabelled])
+    assert code == 2 and "has no column 'label'" in err
+    code, _, err = _run(["predict", fitted[0], sample_csv, "--id", "key"])
+    assert code == 2 and "has no column 'key'" in err
