@@ -19,15 +19,25 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import ValidSplit
+from skorch.utils import to_tensor
 
 from mmsk._torch import draw_seed, resolve_device, torch_seeded, torch_threads
-from mmsk.fusion._data import BatchIterator, FusionDataset, block_stats, check_block, mask_blocks
-from mmsk.fusion.blocks import BlockLayout, find_layout, is_dict
+from mmsk.fusion._data import (
+    BatchIterator,
+    FusionDataset,
+    block_key,
+    block_stats,
+    channel_stats,
+    check_block,
+    mask_blocks,
+)
+from mmsk.fusion.blocks import BlockLayout, find_layout, is_dict, resolve_towers
+from mmsk.fusion.encoders import SEQUENCE_KINDS
 from mmsk.fusion.modules import FUSIONS, FusionModule
 
-__all__ = ["PREDICT_BATCH_SIZE", "FusionBase"]
+__all__ = ["PREDICT_BATCH_SIZE", "FusionBase", "RefreshBatchNorm"]
 
 #: Rows per batch when predicting (at least ``batch_size``).
 PREDICT_BATCH_SIZE = 1024
@@ -43,6 +53,23 @@ def _check_fraction(name: str, value: Any, *, open_low: bool = False) -> None:
     if not ok or (open_low and value == 0):
         interval = "(0, 1)" if open_low else "[0, 1)"
         raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+
+
+class RefreshBatchNorm(Callback):
+    """At the end of training, recompute the encoders' batch-norm statistics.
+
+    One pass over the training rows (shuffled as in training, no gradients)
+    with the final weights; see :meth:`FusionModule.refresh_batch_norm`. The
+    estimators add it when a conv or sequence tower has batch norm. It runs
+    after :class:`~skorch.callbacks.EarlyStopping` has restored the best
+    weights.
+    """
+
+    def on_train_end(self, net: Any, X: Any = None, y: Any = None, **kwargs: Any) -> None:
+        """Refresh the statistics from the training split of ``X``."""
+        dataset, _ = net.get_split_datasets(X, y)
+        batches = (to_tensor(xb, net.device) for xb, _ in net.get_iterator(dataset, training=True))
+        net.module_.refresh_batch_norm(batches)
 
 
 class FusionBase(BaseEstimator):
@@ -82,6 +109,11 @@ class FusionBase(BaseEstimator):
             )
         if self.callbacks is not None and not isinstance(self.callbacks, list | tuple):
             raise ValueError(f"callbacks must be a list or None, got {self.callbacks!r}")
+        if self.towers is not None and not isinstance(self.towers, str | tuple | list | Mapping):
+            raise ValueError(
+                "towers must be None, a tower kind (str), a (kind, options) pair or a dict "
+                f"of block name -> kind or (kind, options), got {self.towers!r}"
+            )
         embed_dim = self.hidden_units if self.embed_dim is None else self.embed_dim
         if self.fusion == "attention" and embed_dim % self.n_heads:
             raise ValueError(
@@ -92,7 +124,11 @@ class FusionBase(BaseEstimator):
     # -- input -----------------------------------------------------------------------------
 
     def _prepare(self, X: Any, y: Any = None, *, fit: bool) -> tuple[dict[str, Any], Any]:
-        """Validate ``X`` (and ``y`` in fit), cut it into blocks, mask missing modalities."""
+        """Validate ``X`` (and ``y`` in fit), cut it into blocks, mask missing modalities.
+
+        In ``fit`` this also learns the layout of the blocks and the tower of
+        each (``_towers``), which tells which blocks hold token ids.
+        """
         y_kwargs = {"multi_output": not self._is_clf(), "y_numeric": not self._is_clf()}
         if is_dict(X):
             if not X:
@@ -116,6 +152,7 @@ class FusionBase(BaseEstimator):
             layout = self._layout
             parts = layout.split(blocks)
             labels = [labels[name] for name in layout.names]
+            names = labels
         else:
             params = {"accept_sparse": "csr", "dtype": np.float32, "ensure_all_finite": "allow-nan"}
             if fit:
@@ -126,9 +163,21 @@ class FusionBase(BaseEstimator):
                 X = validate_data(self, X, reset=False, **params)
             layout = self._layout
             parts = layout.split(X)
-            names = getattr(self, "feature_names_in_", None)
-            labels = [names[c] if names is not None else c for c in layout.columns]
-        return mask_blocks(parts, layout.names, labels), y
+            feature_names = getattr(self, "feature_names_in_", None)
+            labels = [feature_names[c] if feature_names is not None else c for c in layout.columns]
+            names = [None if feature_names is None else label for label in labels]
+        if fit:
+            self._towers = resolve_towers(
+                self.towers,
+                layout.names,
+                layout.dims,
+                names,
+                hidden_units=self.hidden_units,
+                n_layers=self.n_layers,
+            )
+        # (an estimator pickled before towers existed has MLP towers only)
+        tokens = [kind in SEQUENCE_KINDS for kind, _ in getattr(self, "_towers", [])] or None
+        return mask_blocks(parts, layout.names, labels, tokens), y
 
     def _set_layout_attributes(self, layout: BlockLayout) -> None:
         self.modalities_ = list(layout.names)
@@ -137,6 +186,30 @@ class FusionBase(BaseEstimator):
             name: (None if layout.columns is None else layout.columns[i])
             for i, name in enumerate(layout.names)
         }
+        self.towers_ = {
+            name: (kind, dict(options))
+            for name, (kind, options) in zip(layout.names, self._towers, strict=True)
+        }
+
+    def _tower_inputs(self, prepared: dict[str, Any]) -> tuple[list[Any] | None, list[Any] | None]:
+        """Fill in the vocabulary sizes; return the input standardisation of each block.
+
+        MLP towers standardise each feature, conv towers each channel, and
+        sequence towers nothing (their blocks are token ids).
+        """
+        for i, (kind, options) in enumerate(self._towers):
+            if kind in SEQUENCE_KINDS and options["vocab_size"] is None:
+                block = prepared[block_key(i)]
+                options["vocab_size"] = max(int(block.max(initial=0)) + 1, 2)
+        if not self.standardize:
+            return None, None
+        means, scales = block_stats(prepared, len(self._towers))
+        for i, (kind, options) in enumerate(self._towers):
+            if kind in SEQUENCE_KINDS:
+                means[i] = scales[i] = None
+            elif kind == "conv":
+                means[i], scales[i] = channel_stats(prepared, i, options["shape"])
+        return means, scales
 
     # -- training --------------------------------------------------------------------------
 
@@ -152,10 +225,8 @@ class FusionBase(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 samples to train, got n_samples=1"
             )
+        means, scales = self._tower_inputs(prepared)
         self._set_layout_attributes(self._layout)
-        means = scales = None
-        if self.standardize:
-            means, scales = block_stats(prepared, len(self.modalities_))
         rng = check_random_state(self.random_state)
         seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
         self.device_ = resolve_device(self.device)
@@ -165,6 +236,8 @@ class FusionBase(BaseEstimator):
             callbacks.append(
                 ("early_stopping", EarlyStopping(patience=self.patience, load_best=True))
             )
+        if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
+            callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
         fraction = self.validation_fraction
         if fraction is None and self.early_stopping:
             fraction = 0.1
@@ -185,6 +258,7 @@ class FusionBase(BaseEstimator):
             "modality_dropout": self.modality_dropout,
             "means": means,
             "scales": scales,
+            "towers": [(kind, dict(options)) for kind, options in self._towers],
         }
         optimizer_kwargs = dict(self.optimizer_kwargs or {})
         batch_size = self.batch_size

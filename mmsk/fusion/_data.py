@@ -2,9 +2,10 @@
 
 The estimators turn any input into a *prepared* dict: one float32 block per
 modality under the keys ``"x0"``, ``"x1"``, ... (a C-contiguous array, or a
-CSR matrix for a sparse block) and a boolean ``"mask"`` of shape
-``(n_samples, n_modalities)`` that is False where a row lacks the modality
-(its block was all-NaN; those rows are zero-filled). The module's
+CSR matrix for a sparse block; int64 token ids for a sequence tower) and a
+boolean ``"mask"`` of shape ``(n_samples, n_modalities)`` that is False
+where a row lacks the modality (its block was all-NaN, or all padding for
+token ids; those rows are zero-filled). The module's
 ``forward(mask, x0, x1, ...)`` takes exactly these keys.
 
 :class:`FusionDataset` holds the prepared dict as tensors made once, and
@@ -27,7 +28,14 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
-__all__ = ["BatchIterator", "FusionDataset", "block_stats", "check_block", "mask_blocks"]
+__all__ = [
+    "BatchIterator",
+    "FusionDataset",
+    "block_stats",
+    "channel_stats",
+    "check_block",
+    "mask_blocks",
+]
 
 MASK = "mask"
 
@@ -73,13 +81,17 @@ def _column_label(labels: Sequence[Any] | None, j: int) -> str:
 
 
 def mask_blocks(
-    blocks: Sequence[Any], names: Sequence[str], labels: Sequence[Sequence[Any] | None]
+    blocks: Sequence[Any],
+    names: Sequence[str],
+    labels: Sequence[Sequence[Any] | None],
+    tokens: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """Turn validated blocks into the prepared dict, with the missing-modality mask.
 
     A row whose block is all-NaN lacks that modality: its mask entry is
     False and its block row is zero-filled (in a copy; the input is never
-    written to).
+    written to). A block of token ids (``tokens``) is made dense int64, and
+    its all-padding rows (all 0) lack the modality too.
 
     Parameters
     ----------
@@ -89,6 +101,9 @@ def mask_blocks(
         Modality names, for error messages.
     labels : sequence of (sequence or None)
         Per block, the column names to show in errors (None: positions).
+    tokens : sequence of bool or None, default=None
+        Per block, whether it holds token ids for a sequence tower
+        (non-negative integers, 0 = padding); None: no block does.
 
     Returns
     -------
@@ -99,7 +114,8 @@ def mask_blocks(
     ------
     ValueError
         If a present block has a NaN (naming the modality, column and row),
-        or a row lacks every modality (naming the row).
+        a row lacks every modality (naming the row), or a token block holds
+        something other than non-negative integers.
 
     Examples
     --------
@@ -115,21 +131,96 @@ def mask_blocks(
     """
     n = blocks[0].shape[0]
     mask = np.ones((n, len(blocks)), dtype=bool)
+    tokens = [False] * len(blocks) if tokens is None else list(tokens)
     prepared: dict[str, Any] = {}
     for i, (block, name, cols) in enumerate(zip(blocks, names, labels, strict=True)):
-        if sparse.issparse(block):
+        if tokens[i]:
+            block = _mask_dense(
+                block.toarray() if sparse.issparse(block) else block, i, name, cols, mask
+            )
+            block = _token_ids(block, name, cols)
+            mask[~block.any(axis=1), i] = False
+        elif sparse.issparse(block):
             block = _mask_sparse(block, i, name, cols, mask)
         else:
             block = _mask_dense(block, i, name, cols, mask)
         prepared[block_key(i)] = block
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
+        how = "all-NaN (or all-padding, for token ids)" if any(tokens) else "all-NaN"
         raise ValueError(
-            f"row {empty[0]} has no modality: every block of it is all-NaN "
+            f"row {empty[0]} has no modality: every block of it is {how} "
             f"({empty.size} such row(s)); each row needs at least one of {list(names)}"
         )
     prepared[MASK] = mask
     return prepared
+
+
+#: Token ids must be below this to pass float32 exactly (the estimators cast X to float32).
+MAX_TOKEN_ID = 2**24
+
+
+def _token_ids(block: np.ndarray, name: str, cols: Any) -> np.ndarray:
+    """Check that a (masked, dense) block holds token ids and return it as int64."""
+    bad = (block < 0) | (block >= MAX_TOKEN_ID) | (block != np.floor(block))
+    if bad.any():
+        row, col = (int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(
+            f"modality {name!r}: row {row} has {float(block[row, col])!r} in column "
+            f"{_column_label(cols, col)}; its sequence tower needs token ids, integers in "
+            f"[0, {MAX_TOKEN_ID}) (0 = padding, 1 = out of vocabulary), as TokenSequences "
+            "gives them"
+        )
+    return block.astype(np.int64)
+
+
+def channel_stats(
+    prepared: dict[str, Any], i: int, shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of an image-like block, per feature.
+
+    A conv tower standardises each channel with one mean and one scale (per
+    pixel, a border pixel that is nearly constant would be blown up).
+
+    Parameters
+    ----------
+    prepared : dict
+        The prepared dict from :func:`mask_blocks`.
+    i : int
+        The block.
+    shape : (int, int, int)
+        ``(C, H, W)`` of one row, channels first.
+
+    Returns
+    -------
+    mean, scale : ndarray of shape (C * H * W,)
+        Each channel's statistics over its present training rows, repeated
+        over the channel's ``H * W`` features; a constant channel gets scale 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmsk.fusion._data import channel_stats
+    >>> x = np.array([[0, 2, 10, 10], [2, 4, 10, 10]], dtype="float32")
+    >>> mean, scale = channel_stats({"x0": x, "mask": np.ones((2, 1), bool)}, 0, (2, 1, 2))
+    >>> mean.tolist(), scale.tolist()
+    ([2.0, 2.0, 10.0, 10.0], [1.4142135381698608, 1.4142135381698608, 1.0, 1.0])
+    """
+    block = prepared[block_key(i)][prepared[MASK][:, i]]
+    n_channels, size = int(shape[0]), int(shape[1]) * int(shape[2])
+    if sparse.issparse(block):
+        mean, var = mean_variance_axis(block.astype(np.float64), axis=0)
+        square = var + mean**2
+    else:
+        mean = block.mean(axis=0, dtype=np.float64)
+        square = np.square(block, dtype=np.float64).mean(axis=0)
+    mean = mean.reshape(n_channels, size).mean(axis=1)
+    std = np.sqrt(np.maximum(square.reshape(n_channels, size).mean(axis=1) - mean**2, 0.0))
+    std[~(std > 1e-6 * np.maximum(np.abs(mean), 1.0))] = 1.0
+    return (
+        np.repeat(mean, size).astype(np.float32),
+        np.repeat(std, size).astype(np.float32),
+    )
 
 
 def _partial_nan_error(name: str, cols: Any, row: int, col: int) -> ValueError:

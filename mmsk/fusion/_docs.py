@@ -27,6 +27,26 @@ _NETWORK = """\
         ``output_indices_`` works as it is. None: the keys of a dict input,
         else the ``name__`` prefixes of a DataFrame's columns (columns
         without ``__`` form one more block, ``"other"``), else one block.
+    towers : None, str, (str, dict) or dict, default=None
+        The tower of each block. None: an MLP on every block. A kind, or a
+        ``(kind, options)`` pair: that tower on every block. A dict: block
+        name -> kind, or ``(kind, options)``; the blocks not in it get an
+        MLP. The kinds:
+        ``"mlp"``; ``"conv"``, a small CNN over an image-like block
+        (``ImagePixels``, ``LogMelSpectrogram``), whose ``(C, H, W)`` shape
+        is read from the extractor's column names; ``"gru"``, ``"lstm"``
+        and ``"transformer"``, over token ids (``TokenSequences``: 0 is
+        padding, 1 out of vocabulary; a row of padding only is a missing
+        modality; the vocabulary size is the largest id seen in ``fit``
+        plus one, larger ids at predict time read as 1). Options: ``conv``:
+        ``shape`` (needed when the names do not tell it), ``depth=2``,
+        ``width=16``, ``kernel_size=3``; ``gru``/``lstm``:
+        ``embedding_dim=32``, ``hidden_units`` (the estimator's),
+        ``n_layers=1``, ``bidirectional=False``, ``vocab_size``;
+        ``transformer``: ``embedding_dim=32``, ``n_layers=1``,
+        ``n_heads=4``, ``vocab_size``; ``mlp``: ``hidden_units`` and
+        ``n_layers`` (the estimator's). E.g. ``{"image": "conv", "text":
+        ("gru", {"bidirectional": True})}``.
     hidden_units : int, default=64
         Width of the hidden layers of the towers and the head.
     n_layers : int, default=1
@@ -50,7 +70,8 @@ _NETWORK = """\
     standardize : bool, default=True
         Standardise each input feature with the mean and standard deviation
         of its present training rows (inside the network, so sparse blocks
-        stay sparse){target_scaling}.
+        stay sparse); each channel as a whole for a conv tower; token ids
+        not at all{target_scaling}.
     lr : float, default=0.01
         Learning rate.
     max_epochs : int, default=20
@@ -109,6 +130,9 @@ _ATTRIBUTES = """\
         Width of each block.
     modality_columns_ : dict of str to ndarray or None
         Column positions of each block in a 2-D input; None for a dict input.
+    towers_ : dict of str to (str, dict)
+        The tower of each block: its kind and all its options, as used
+        (e.g. a conv tower's ``shape``, a sequence tower's ``vocab_size``).
     net_ : skorch.NeuralNet
         The trained skorch net: ``net_.history`` (per-epoch ``train_loss``,
         ``valid_loss``, ...), ``net_.module_`` (the :class:`torch.nn.Module`),

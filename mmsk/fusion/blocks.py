@@ -15,10 +15,16 @@ fusion estimators find the blocks by themselves, in this order:
 :func:`find_layout` runs in ``fit`` and returns a :class:`BlockLayout`;
 :meth:`BlockLayout.split` cuts any later input by that layout and raises a
 clear error when the input does not have it.
+
+A block's column names also tell the shape of one row where an mmsk
+extractor made them (:func:`infer_shape`): the trainable towers read it
+from there, and :func:`resolve_towers` turns the estimators' ``towers``
+parameter into one checked tower choice per block.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +32,16 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-__all__ = ["BlockLayout", "find_layout", "is_dict", "prefix_blocks"]
+from mmsk.fusion.encoders import SEQUENCE_KINDS, check_tower
+
+__all__ = [
+    "BlockLayout",
+    "find_layout",
+    "infer_shape",
+    "is_dict",
+    "prefix_blocks",
+    "resolve_towers",
+]
 
 #: Name of the block that holds a DataFrame's columns without ``name__`` prefix.
 OTHER = "other"
@@ -338,3 +353,191 @@ def find_layout(X: Any, feature_names: np.ndarray | None, modalities: Any = None
     return BlockLayout(
         list(blocks), [len(c) for c in blocks.values()], list(blocks.values()), source
     )
+
+
+# -- shapes and towers ---------------------------------------------------------------------
+
+# The column names of mmsk's extractors (after any ``name__`` prefixes):
+# ImagePixels ``px_{row}_{col}_{band}`` (band by band, then row-major),
+# LogMelSpectrogram ``logmel_{mel}_{frame}`` (mel-major), TokenSequences ``tok_{i}``.
+_PIXEL = re.compile(r"px_(\d+)_(\d+)_(\w+)")
+_LOGMEL = re.compile(r"logmel_(\d+)_(\d+)")
+_TOKEN = re.compile(r"tok_(\d+)")
+
+
+def infer_shape(feature_names: Sequence[Any] | None) -> tuple[str, tuple[int, ...]] | None:
+    """Read the shape of one row of a block from the column names mmsk's extractors give.
+
+    Any ``name__`` prefixes (a ColumnTransformer's) are ignored. The names
+    must be the extractor's complete set, in its order:
+
+    - ``px_{row}_{col}_{band}`` (``ImagePixels``: band by band, each
+      row-major) -> ``("image", (C, H, W))``, the bands in order of
+      appearance;
+    - ``logmel_{mel}_{frame}`` (``LogMelSpectrogram``, mel-major) ->
+      ``("image", (1, n_mels, n_frames))``;
+    - ``tok_{i}`` (``TokenSequences``) -> ``("tokens", (max_len,))``.
+
+    Parameters
+    ----------
+    feature_names : sequence of str or None
+        The block's column names.
+
+    Returns
+    -------
+    (kind, shape) or None
+        ``kind`` is ``"image"`` or ``"tokens"``; None when the names are not
+        such a complete set (or there are none).
+
+    Examples
+    --------
+    >>> from mmsk.fusion.blocks import infer_shape
+    >>> names = [f"image__px_{r}_{c}_{b}" for b in "RGB" for r in range(2) for c in range(3)]
+    >>> infer_shape(names)
+    ('image', (3, 2, 3))
+    >>> infer_shape(["logmel_00_000", "logmel_00_001", "logmel_01_000", "logmel_01_001"])
+    ('image', (1, 2, 2))
+    >>> infer_shape(["text__tok_000", "text__tok_001"])
+    ('tokens', (2,))
+    >>> infer_shape(["audio__mfcc_00_mean"]) is None
+    True
+    """
+    if feature_names is None or len(feature_names) == 0:
+        return None
+    names = [str(name).rpartition("__")[2] for name in feature_names]
+    for pattern in (_PIXEL, _LOGMEL, _TOKEN):
+        matches = [pattern.fullmatch(name) for name in names]
+        if not all(matches):
+            continue
+        groups = [m.groups() for m in matches if m is not None]
+        if pattern is _TOKEN:
+            ok = [int(g[0]) for g in groups] == list(range(len(groups)))
+            return ("tokens", (len(groups),)) if ok else None
+        n_rows = max(int(g[0]) for g in groups) + 1
+        n_cols = max(int(g[1]) for g in groups) + 1
+        if pattern is _LOGMEL:
+            found = [(int(m), int(f)) for m, f in groups]
+            expected = [(m, f) for m in range(n_rows) for f in range(n_cols)]
+            return ("image", (1, n_rows, n_cols)) if found == expected else None
+        bands = list(dict.fromkeys(g[2] for g in groups))
+        found_px = [(b, int(r), int(c)) for r, c, b in groups]
+        expected_px = [(b, r, c) for b in bands for r in range(n_rows) for c in range(n_cols)]
+        return ("image", (len(bands), n_rows, n_cols)) if found_px == expected_px else None
+    return None
+
+
+def _show(feature_names: Sequence[Any] | None) -> str:
+    if feature_names is None or len(feature_names) == 0:
+        return "X has no column names"
+    return f"columns like {str(feature_names[0])!r}"
+
+
+def resolve_towers(
+    towers: Any,
+    names: Sequence[str],
+    dims: Sequence[int],
+    feature_names: Sequence[Sequence[Any] | None],
+    *,
+    hidden_units: int,
+    n_layers: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Turn the estimators' ``towers`` parameter into a checked tower per block.
+
+    Parameters
+    ----------
+    towers : None, str, (str, dict) or dict
+        None: an MLP for every block. A kind (``"mlp"``, ``"conv"``,
+        ``"gru"``, ``"lstm"``, ``"transformer"``) or a ``(kind, options)``
+        pair: that tower for every block. A dict: block name -> a kind or a
+        ``(kind, options)`` pair; blocks not in it get an MLP.
+    names : sequence of str
+        The block names, in tower order.
+    dims : sequence of int
+        The width of each block.
+    feature_names : sequence of (sequence of str or None)
+        Each block's column names (None when unknown), read by
+        :func:`infer_shape`.
+    hidden_units, n_layers : int
+        The estimator's sizes, the defaults of the MLP options (and of a
+        recurrent tower's ``hidden_units``).
+
+    Returns
+    -------
+    list of (str, dict)
+        Per block, the kind and all its options. A conv tower's ``shape``
+        is set (given, or read from the names); a sequence tower's
+        ``vocab_size`` stays None unless given (``fit`` reads it from the
+        data).
+
+    Raises
+    ------
+    ValueError
+        For a malformed ``towers``, an unknown block name or kind, a conv
+        tower whose block shape is unknown or does not fit, a conv tower on
+        token ids or a sequence tower on an image-like block.
+
+    Examples
+    --------
+    >>> from mmsk.fusion.blocks import resolve_towers
+    >>> pixels = [f"px_{r}_{c}_L" for r in range(4) for c in range(4)]
+    >>> specs = resolve_towers({"image": "conv"}, ["image", "audio"], [16, 5],
+    ...                        [pixels, None], hidden_units=8, n_layers=1)
+    >>> specs[0]
+    ('conv', {'shape': (1, 4, 4), 'depth': 2, 'width': 16, 'kernel_size': 3})
+    >>> specs[1]
+    ('mlp', {'hidden_units': 8, 'n_layers': 1})
+    """
+    if towers is None:
+        chosen: dict[str, Any] = dict.fromkeys(names, "mlp")
+    elif isinstance(towers, str | tuple | list):
+        chosen = dict.fromkeys(names, towers)
+    elif isinstance(towers, Mapping):
+        unknown = [key for key in towers if key not in names]
+        if unknown:
+            raise ValueError(
+                f"towers has an entry for {unknown[0]!r}, but X has no block of that "
+                f"name; its blocks are {list(names)}"
+            )
+        chosen = {name: towers.get(name, "mlp") for name in names}
+    else:
+        raise ValueError(
+            "towers must be None, a tower kind (str), a (kind, options) pair or a dict of "
+            f"block name -> kind or (kind, options), got {towers!r}"
+        )
+    out = []
+    for name, dim, cols in zip(names, dims, feature_names, strict=True):
+        where = f"towers[{name!r}]" if isinstance(towers, Mapping) else f"towers={towers!r}"
+        kind, options = check_tower(chosen[name], where)
+        for key, default in (("hidden_units", hidden_units), ("n_layers", n_layers)):
+            if options.get(key, 0) is None:
+                options[key] = default
+        found = infer_shape(cols)
+        if kind == "conv":
+            if options["shape"] is None:
+                if found is None or found[0] != "image":
+                    what = (
+                        f"holds token ids ({_show(cols)}); use 'gru', 'lstm' or 'transformer'"
+                        if found is not None
+                        else f"has no shape that can be read from its column names "
+                        f"({_show(cols)}); conv towers read the complete names of ImagePixels "
+                        f"(px_{{row}}_{{col}}_{{band}}) and LogMelSpectrogram "
+                        f"(logmel_{{mel}}_{{frame}}), else pass the shape: "
+                        f"towers={{{name!r}: ('conv', {{'shape': (C, H, W)}})}}"
+                    )
+                    raise ValueError(
+                        f"{where}: a conv tower needs an image-like block; block {name!r} {what}"
+                    )
+                options["shape"] = found[1]
+            size = int(np.prod(options["shape"]))
+            if size != dim:
+                raise ValueError(
+                    f"{where}: shape {options['shape']} holds {size} values per row, but "
+                    f"block {name!r} has {dim} columns"
+                )
+        elif kind in SEQUENCE_KINDS and found is not None and found[0] == "image":
+            raise ValueError(
+                f"{where}: a {kind!r} tower reads token ids, but block {name!r} is an "
+                f"image-like grid ({_show(cols)}); use 'conv' or 'mlp' for it"
+            )
+        out.append((kind, options))
+    return out

@@ -94,6 +94,7 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         *,
         fusion: str = "concat",
         modalities: Mapping[str, Any] | None = None,
+        towers: str | Mapping[str, Any] | None = None,
         hidden_units: int = 64,
         n_layers: int = 1,
         embed_dim: int | None = None,
@@ -121,6 +122,7 @@ class FusionClassifier(ClassifierMixin, FusionBase):
     ) -> None:
         self.fusion = fusion
         self.modalities = modalities
+        self.towers = towers
         self.hidden_units = hidden_units
         self.n_layers = n_layers
         self.embed_dim = embed_dim
@@ -298,6 +300,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
         *,
         fusion: str = "concat",
         modalities: Mapping[str, Any] | None = None,
+        towers: str | Mapping[str, Any] | None = None,
         hidden_units: int = 64,
         n_layers: int = 1,
         embed_dim: int | None = None,
@@ -324,6 +327,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
     ) -> None:
         self.fusion = fusion
         self.modalities = modalities
+        self.towers = towers
         self.hidden_units = hidden_units
         self.n_layers = n_layers
         self.embed_dim = embed_dim

@@ -3,7 +3,10 @@
 Every module here is small and takes plain tensors. A batch is a dict
 ``{"mask": (B, M) bool, "x0": (B, d0), "x1": (B, d1), ...}``; ``mask`` is
 False where a row lacks a modality, and :class:`FusionModule` is called as
-``module(**batch)``. Tower outputs (the *modality embeddings*) all have
+``module(**batch)``. A block is float32, or int64 token ids for a sequence
+tower. The towers are :class:`Tower` (an MLP, the default) or the trainable
+encoders of :mod:`mmsk.fusion.encoders` (conv, GRU/LSTM, transformer), built
+by :func:`build_tower`. Tower outputs (the *modality embeddings*) all have
 width ``embed_dim``. The fusion layers:
 
 - :class:`ConcatFusion`: concatenate; a missing modality's embedding is
@@ -22,11 +25,21 @@ width ``embed_dim``. The fusion layers:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from mmsk.fusion.encoders import (
+    SEQUENCE_KINDS,
+    TOWER_KINDS,
+    ConvEncoder,
+    RecurrentEncoder,
+    TransformerEncoder,
+    norm_layer,
+)
 
 __all__ = [
     "FUSIONS",
@@ -37,16 +50,9 @@ __all__ = [
     "LateFusion",
     "TensorFusion",
     "Tower",
+    "build_tower",
     "drop_modalities",
 ]
-
-
-def _norm(kind: str | None, width: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm1d(width)
-    if kind == "layer":
-        return nn.LayerNorm(width)
-    return nn.Identity()
 
 
 def mlp(widths: Sequence[int], *, dropout: float, norm: str | None) -> nn.Sequential:
@@ -74,7 +80,7 @@ def mlp(widths: Sequence[int], *, dropout: float, norm: str | None) -> nn.Sequen
     """
     layers: list[nn.Module] = []
     for a, b in zip(widths[:-1], widths[1:], strict=True):
-        layers += [nn.Linear(a, b), _norm(norm, b), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(a, b), norm_layer(norm, b), nn.ReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
 
@@ -127,6 +133,78 @@ class Tower(nn.Module):
         """Embed a block; rows that lack the modality enter as zeros (the mean)."""
         x = (x - self.mean) * self.inv_scale * present.unsqueeze(1).to(x.dtype)
         return self.mlp(x)
+
+
+def build_tower(
+    kind: str,
+    in_dim: int,
+    options: Mapping[str, Any] | None = None,
+    *,
+    hidden_units: int,
+    embed_dim: int,
+    n_layers: int,
+    dropout: float,
+    norm: str | None,
+    mean: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+) -> nn.Module:
+    """Build the tower of one block: an MLP or a trainable encoder.
+
+    Parameters
+    ----------
+    kind : {"mlp", "conv", "gru", "lstm", "transformer"}
+        The tower kind (:data:`mmsk.fusion.encoders.TOWER_KINDS`).
+    in_dim : int
+        Width of the block.
+    options : dict or None, default=None
+        The kind's options, as :func:`mmsk.fusion.encoders.check_tower`
+        returns them; ``shape`` (conv) and ``vocab_size`` (sequence kinds)
+        must be set. An option that is None or absent falls back on the
+        keyword arguments below (MLP) or on the encoder's default.
+    hidden_units, embed_dim, n_layers : int
+        The network's sizes; every tower outputs ``embed_dim``.
+    dropout : float
+        Dropout rate.
+    norm : {"batch", "layer"} or None
+        Normalisation in the tower.
+    mean, scale : array-like of shape (in_dim,) or None, default=None
+        Input standardisation (MLP and conv towers; sequence towers take ids).
+
+    Returns
+    -------
+    torch.nn.Module
+        A module called as ``tower(x, present)`` that returns ``(B, embed_dim)``.
+
+    Examples
+    --------
+    >>> from mmsk.fusion.modules import build_tower
+    >>> sizes = dict(hidden_units=8, embed_dim=4, n_layers=1, dropout=0.0, norm=None)
+    >>> type(build_tower("conv", 64, {"shape": (1, 8, 8)}, **sizes)).__name__
+    'ConvEncoder'
+    """
+    opts = {key: value for key, value in (options or {}).items() if value is not None}
+    common = {"embed_dim": embed_dim, "dropout": dropout, "norm": norm}
+    if kind == "mlp":
+        return Tower(
+            in_dim,
+            hidden_units=opts.get("hidden_units", hidden_units),
+            n_layers=opts.get("n_layers", n_layers),
+            mean=mean,
+            scale=scale,
+            **common,
+        )
+    needed = "shape" if kind == "conv" else "vocab_size" if kind in SEQUENCE_KINDS else None
+    if needed is not None and needed not in opts:
+        raise ValueError(f"a {kind!r} tower needs the option {needed!r}")
+    if kind == "conv":
+        if int(np.prod(opts["shape"])) != in_dim:
+            raise ValueError(f"shape {opts['shape']} does not hold the block's {in_dim} values")
+        return ConvEncoder(mean=mean, scale=scale, **opts, **common)
+    if kind in ("gru", "lstm"):
+        return RecurrentEncoder(cell=kind, **{"hidden_units": hidden_units, **opts}, **common)
+    if kind == "transformer":
+        return TransformerEncoder(max_len=in_dim, **opts, **common)
+    raise ValueError(f"unknown tower kind {kind!r}; use one of {TOWER_KINDS}")
 
 
 def drop_modalities(present: torch.Tensor, p: float) -> torch.Tensor:
@@ -424,8 +502,11 @@ class FusionModule(nn.Module):
     modality_dropout : float, default=0.0
         While training, hide each present modality of a row with this
         probability (never all of a row's modalities).
-    means, scales : list of array-like or None, default=None
+    means, scales : list of (array-like or None) or None, default=None
         Per-block input standardisation.
+    towers : list of (str, dict) or None, default=None
+        Per block, the tower kind and its options (see :func:`build_tower`);
+        None: an MLP tower for every block.
 
     Examples
     --------
@@ -452,17 +533,22 @@ class FusionModule(nn.Module):
         n_heads: int = 4,
         rank: int = 4,
         modality_dropout: float = 0.0,
-        means: Sequence[np.ndarray] | None = None,
-        scales: Sequence[np.ndarray] | None = None,
+        means: Sequence[np.ndarray | None] | None = None,
+        scales: Sequence[np.ndarray | None] | None = None,
+        towers: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         n = len(dims)
         embed_dim = hidden_units if embed_dim is None else embed_dim
         self.n_modalities = n
         self.modality_dropout = modality_dropout
+        if towers is None:
+            towers = [("mlp", {})] * n
         self.towers = nn.ModuleList(
-            Tower(
+            build_tower(
+                kind,
                 d,
+                options,
                 hidden_units=hidden_units,
                 embed_dim=embed_dim,
                 n_layers=n_layers,
@@ -471,7 +557,7 @@ class FusionModule(nn.Module):
                 mean=None if means is None else means[i],
                 scale=None if scales is None else scales[i],
             )
-            for i, d in enumerate(dims)
+            for i, (d, (kind, options)) in enumerate(zip(dims, towers, strict=True))
         )
         if fusion == "concat":
             self.fusion = ConcatFusion(n, embed_dim)
@@ -520,6 +606,58 @@ class FusionModule(nn.Module):
         if self.training == mode:
             return self
         return super().train(mode)
+
+    def refresh_batch_norm(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> None:
+        """Recompute the batch-norm statistics of the trainable encoders from batches.
+
+        The running averages that batch norm keeps while training lag behind
+        the weights; in a conv tower, with several batch norms in a row, the
+        lag can cost much accuracy in evaluation mode. This recomputes them
+        for the final weights ("precise BN"): one pass over ``batches``,
+        without gradients, with plain (not exponential) averages. MLP towers
+        (:class:`Tower`) keep their running averages.
+
+        Parameters
+        ----------
+        batches : iterable of dict
+            Batches as ``forward`` takes them (``"mask"``, ``"x0"``, ...),
+            usually the training rows, shuffled as in training.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from mmsk.fusion.modules import FusionModule
+        >>> net = FusionModule(dims=[16], n_outputs=2, hidden_units=4,
+        ...                    towers=[("conv", {"shape": (1, 4, 4), "width": 2})])
+        >>> batch = {"mask": torch.ones(8, 1, dtype=torch.bool), "x0": torch.randn(8, 16)}
+        >>> net.refresh_batch_norm([batch])
+        >>> int(net.towers[0].features[1].num_batches_tracked)
+        1
+        """
+        towers = [(i, t) for i, t in enumerate(self.towers) if not isinstance(t, Tower)]
+        norms = [
+            m
+            for _, tower in towers
+            for m in tower.modules()
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)
+        ]
+        if not norms:
+            return
+        was_training = self.training
+        self.eval()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches
+            m.train()
+        with torch.no_grad():
+            for batch in batches:
+                for i, tower in towers:
+                    tower(batch[f"x{i}"], batch["mask"][:, i].bool())
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+            m.eval()
+        self.train(was_training)
 
     def forward(self, mask: torch.Tensor, **blocks: torch.Tensor) -> torch.Tensor:
         """Map a batch to outputs (logits for classification).

@@ -1,0 +1,489 @@
+"""AV-digits, full data: single modalities against the five fusion methods.
+
+Protocol
+--------
+Data: ``mmsk.datasets.load_av_digits(split="speaker")``, the seeded protocol of
+the loader. The network trains on ``subset="train"`` (2,500 pairs, speakers
+george, jackson, lucas, nicolas, yweweler) and is scored on ``subset="test"``
+(500 pairs of the held-out speaker theo). Two conditions:
+
+- ``clean``: the recordings and images as they are;
+- ``degraded``: the AV-MNIST-style degradation documented in
+  ``load_av_digits``: white noise mixed into every clip at ``--snr-db`` (0 dB)
+  and ``--energy-removed`` (0.75) of the images' energy removed by PCA (the
+  PCA is fitted by the loader on all 3,000 images, labels unused, as its docs
+  say).
+
+Features: a ColumnTransformer with ``ImagePixels(size=(28, 28), mode="L")`` on
+``image`` (784 columns) and ``AudioFeatures(sr=8000, n_fft=512,
+hop_length=128)`` on ``audio`` (256 columns), ``set_output(transform="pandas")``.
+It is fitted on the training rows and transforms the test rows once per
+condition; the extractors cache each item's features under ``--cache``.
+
+Models: one :class:`mmsk.FusionClassifier` configuration for all (``NETWORK``
+below, the demo's network; nothing is tuned, on the test set or elsewhere):
+image only (the ``image__`` columns), audio only (the ``audio__`` columns) and
+fused with each ``fusion`` in concat, late, gated, attention, tensor. Early
+stopping watches a stratified 15 % of the *training* rows. Each model is
+fitted with ``random_state`` 0 .. ``--seeds``-1 (weights, dropout, batches and
+the validation split); the table gives the mean and standard deviation of the
+test accuracy over seeds, and the mean fit time.
+
+Missing modalities: the fused models (trained with ``modality_dropout=0``, the
+models of the main table, and retrained with ``--modality-dropout``, 0.3)
+predict the test rows with the whole image block set to NaN (what the
+extractors emit for a missing item), then with the whole audio block NaN. Each
+is compared with the single-modality model of the modality that is left.
+Chance is 0.1.
+
+Optional: ``--loso`` adds leave-one-speaker-out cross-validation over all
+3,000 pairs (``GroupKFold(6)`` on ``groups``, the speakers; ``random_state=0``
+only), which does not hang on one held-out speaker. It reuses the features
+above: the extractors learn only their output layout in ``fit``, and a row's
+features depend on its own item alone. The single split stays the primary
+protocol.
+
+Runtime on 2 (shared) CPU cores: about 10 minutes for the default run (3 seeds,
+both conditions); ``--loso`` adds about 8; ``--quick`` takes under a minute.
+
+Run
+---
+::
+
+    source .venv/bin/activate
+    MMSK_DATA=/work/shared/data python benchmarks/eval_av_digits.py --out av_digits.md
+    python benchmarks/eval_av_digits.py --data-home /work/shared/data --loso
+    python benchmarks/eval_av_digits.py --quick        # smoke run: 300 pairs, 2 epochs
+
+``--out`` writes every table: markdown for ``.md``, one long CSV (a ``table``
+column says which) for ``.csv``. Torch runs ``--threads`` threads per fit (1 by
+default: these networks are small and a second thread only helps on an idle
+machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.model_selection import GroupKFold
+
+from mmsk import AudioFeatures, ImagePixels
+from mmsk.datasets import load_av_digits
+from mmsk.fusion import FusionClassifier  # imports torch now, not inside the first timed fit
+
+FUSION_METHODS = ("concat", "late", "gated", "attention", "tensor")
+SINGLE = ("image", "audio")
+MODELS = tuple(f"{m} only" for m in SINGLE) + tuple(f"fused: {f}" for f in FUSION_METHODS)
+
+#: One network for every model (mmsk/demo.py's NETWORK); ``fusion`` varies.
+NETWORK = dict(
+    hidden_units=64,
+    embed_dim=32,
+    dropout=0.2,
+    lr=3e-3,
+    max_epochs=60,
+    batch_size=32,
+    early_stopping=True,
+    patience=10,
+    validation_fraction=0.15,
+)
+CHANCE = 0.1
+#: Rows kept by ``--quick``: takes 0, 10, 20, 30, 40 (the shipped sample's rows).
+QUICK_TAKES = (0, 10, 20, 30, 40)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from mmsk.datasets import get_data_home
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--data-home",
+        default=None,
+        help="folder with fsdd/ and mnist/ (default: mmsk.datasets.get_data_home(), "
+        "i.e. $MMSK_DATA, else ~/mmsk_data)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="max_epochs (default 60)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="random_state 0..N-1 per model (default 3)"
+    )
+    parser.add_argument(
+        "--conditions",
+        default="clean,degraded",
+        help="comma-separated, from clean, degraded (default: both)",
+    )
+    parser.add_argument("--snr-db", type=float, default=0.0, help="degraded: audio SNR in dB")
+    parser.add_argument(
+        "--energy-removed", type=float, default=0.75, help="degraded: image energy removed"
+    )
+    parser.add_argument(
+        "--modality-dropout",
+        type=float,
+        default=0.3,
+        help="modality_dropout of the missing-modality models (also reported: 0)",
+    )
+    parser.add_argument("--loso", action="store_true", help="add leave-one-speaker-out CV")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per fit")
+    parser.add_argument(
+        "--cache", default=None, help="feature cache folder (default: <tmp>/mmsk-eval-av-digits)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 300 pairs (takes 0, 10, ..., 40), 2 epochs, 1 seed",
+    )
+    parser.add_argument("--out", default=None, help="write the tables here (.md or .csv)")
+    args = parser.parse_args(argv)
+    args.data_home = get_data_home(args.data_home)
+    if args.epochs is None:
+        args.epochs = 2 if args.quick else NETWORK["max_epochs"]
+    if args.seeds is None:
+        args.seeds = 1 if args.quick else 3
+    if args.seeds < 1 or args.epochs < 1:
+        parser.error("--seeds and --epochs must be at least 1")
+    args.conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    unknown = set(args.conditions) - {"clean", "degraded"}
+    if unknown or not args.conditions:
+        parser.error(f"--conditions: unknown {sorted(unknown)}; use clean, degraded")
+    if args.cache is None:
+        args.cache = str(Path(tempfile.gettempdir()) / "mmsk-eval-av-digits")
+    return args
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_condition(args: argparse.Namespace, condition: str) -> dict[str, Any]:
+    """Load train and test rows of one condition and extract their features."""
+    degrade = (
+        dict(audio_snr_db=args.snr_db, image_energy_removed=args.energy_removed)
+        if condition == "degraded"
+        else {}
+    )
+    common = dict(data_home=args.data_home, split="speaker", random_state=0, **degrade)
+    train = load_av_digits(subset="train", **common)
+    test = load_av_digits(subset="test", **common)
+    if args.quick:
+        train, test = (_keep_takes(b, QUICK_TAKES) for b in (train, test))
+    features = ColumnTransformer(
+        [
+            ("image", ImagePixels(size=(28, 28), mode="L", memory=args.cache), "image"),
+            (
+                "audio",
+                AudioFeatures(sr=8000, n_fft=512, hop_length=128, memory=args.cache),
+                "audio",
+            ),
+        ]
+    ).set_output(transform="pandas")
+    start = time.perf_counter()
+    X_train = features.fit_transform(train.data)
+    X_test = features.transform(test.data)
+    return dict(
+        X_train=X_train,
+        y_train=train.target.to_numpy(),
+        groups_train=train.groups.to_numpy(),
+        X_test=X_test,
+        y_test=test.target.to_numpy(),
+        groups_test=test.groups.to_numpy(),
+        pca_components=train.image_pca_components,
+        extract_s=time.perf_counter() - start,
+    )
+
+
+def _keep_takes(bunch, takes):
+    keep = bunch.frame["take"].isin(takes).to_numpy()
+    bunch.data = bunch.data[keep].reset_index(drop=True)
+    bunch.target = bunch.target[keep].reset_index(drop=True)
+    bunch.groups = bunch.groups[keep].reset_index(drop=True)
+    bunch.frame = bunch.frame[keep].reset_index(drop=True)
+    return bunch
+
+
+def columns_of(X: pd.DataFrame, model: str) -> list[str]:
+    """The columns a model sees: one block for "<m> only", all for a fused model."""
+    if model.endswith(" only"):
+        prefix = model.split()[0] + "__"
+        return [c for c in X.columns if c.startswith(prefix)]
+    return list(X.columns)
+
+
+def without(X: pd.DataFrame, modality: str) -> pd.DataFrame:
+    """``X`` with the whole ``modality`` block missing (all NaN) in every row."""
+    X = X.copy()
+    X.loc[:, X.columns.str.startswith(modality + "__")] = np.nan
+    return X
+
+
+# --------------------------------------------------------------------------- models
+
+
+def make_model(model: str, args: argparse.Namespace, seed: int, **params: Any):
+    fusion = {} if model.endswith(" only") else {"fusion": model.split(": ")[1]}
+    return FusionClassifier(
+        **{**NETWORK, "max_epochs": args.epochs},
+        **fusion,
+        **params,
+        random_state=seed,
+        n_jobs=args.threads,
+    )
+
+
+def fit_timed(clf, X, y):
+    start = time.perf_counter()
+    clf.fit(X, y)
+    return clf, time.perf_counter() - start
+
+
+def evaluate_split(data: dict, args: argparse.Namespace, echo) -> tuple[pd.DataFrame, dict]:
+    """Fit every model for every seed on train; score on the held-out speaker."""
+    rows, fitted = [], {}
+    for model in MODELS:
+        cols = columns_of(data["X_train"], model)
+        for seed in range(args.seeds):
+            clf, fit_s = fit_timed(
+                make_model(model, args, seed), data["X_train"][cols], data["y_train"]
+            )
+            acc = clf.score(data["X_test"][cols], data["y_test"])
+            fitted[model, seed] = clf
+            rows.append(
+                dict(
+                    model=model, seed=seed, accuracy=acc, fit_s=fit_s, epochs=len(clf.net_.history)
+                )
+            )
+        last = [r["accuracy"] for r in rows[-args.seeds :]]
+        echo(f"    {model:<18} accuracy {np.mean(last):.3f}  ({fit_s:.1f} s last fit)")
+    return pd.DataFrame(rows), fitted
+
+
+def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
+    table = per_seed.groupby("model", sort=False).agg(
+        accuracy=("accuracy", "mean"),
+        std=("accuracy", "std"),
+        min=("accuracy", "min"),
+        max=("accuracy", "max"),
+        fit_s=("fit_s", "mean"),
+        epochs=("epochs", "mean"),
+    )
+    table["std"] = table["std"].fillna(0.0)
+    return table
+
+
+def verdict(per_seed: pd.DataFrame) -> str:
+    """Best fusion against best single modality (by mean), and per-seed wins."""
+    table = summarize(per_seed)
+    single = table.loc[[m for m in table.index if m.endswith(" only")], "accuracy"]
+    fused = table.loc[[m for m in table.index if m.startswith("fused")], "accuracy"]
+    best_single, best_fused = single.idxmax(), fused.idxmax()
+    by_seed = per_seed.pivot(index="seed", columns="model", values="accuracy")
+    wins = int((by_seed[best_fused] > by_seed[best_single]).sum())
+    n_fused_better = int((fused > single.max()).sum())
+    return (
+        f"best fusion {best_fused!r} {fused.max():.3f} vs best single {best_single!r} "
+        f"{single.max():.3f}: {100 * (fused.max() - single.max()):+.1f} points; "
+        f"better in {wins}/{len(by_seed)} seeds; "
+        f"{n_fused_better}/{len(fused)} fusion methods beat the best single modality"
+    )
+
+
+def missing_modalities(
+    data: dict, fitted: dict, args: argparse.Namespace, echo
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fused models scored with every row's image (then audio) block missing."""
+    X_test, y_test = data["X_test"], data["y_test"]
+    views = {
+        "both": X_test,
+        "image NaN": without(X_test, "image"),
+        "audio NaN": without(X_test, "audio"),
+    }
+    single = {
+        m: np.mean(
+            [
+                fitted[f"{m} only", s].score(X_test[columns_of(X_test, f"{m} only")], y_test)
+                for s in range(args.seeds)
+            ]
+        )
+        for m in SINGLE
+    }
+    rows = []
+    for p in sorted({0.0, args.modality_dropout}):
+        for fusion in FUSION_METHODS:
+            model = f"fused: {fusion}"
+            for seed in range(args.seeds):
+                if p == 0.0:
+                    clf, fit_s = fitted[model, seed], np.nan  # the main table's model
+                else:
+                    clf, fit_s = fit_timed(
+                        make_model(model, args, seed, modality_dropout=p),
+                        data["X_train"],
+                        data["y_train"],
+                    )
+                row = dict(fusion=fusion, modality_dropout=p, seed=seed, fit_s=fit_s)
+                row.update({view: clf.score(X, y_test) for view, X in views.items()})
+                rows.append(row)
+            echo(f"    {model:<18} modality_dropout={p:<4} done")
+    per_seed = pd.DataFrame(rows)
+    table = per_seed.groupby(["modality_dropout", "fusion"], sort=False)[
+        ["both", "image NaN", "audio NaN"]
+    ].mean()
+    table = table.rename(
+        columns={"image NaN": "audio left (image NaN)", "audio NaN": "image left (audio NaN)"}
+    )
+    table["audio-only model"] = single["audio"]
+    table["image-only model"] = single["image"]
+    table["d_audio"] = table["audio left (image NaN)"] - single["audio"]
+    table["d_image"] = table["image left (audio NaN)"] - single["image"]
+    return table, per_seed
+
+
+def missing_verdict(table: pd.DataFrame) -> list[str]:
+    """Per modality_dropout: lowest one-modality accuracy and the worst shortfall."""
+    lines = []
+    for p, part in table.groupby(level="modality_dropout", sort=False):
+        left = part[["audio left (image NaN)", "image left (audio NaN)"]]
+        deltas = part[["d_audio", "d_image"]].stack()
+        _, fusion, column = deltas.idxmin()
+        lines.append(
+            f"modality_dropout={p:g}: lowest one-modality accuracy {left.min().min():.3f} "
+            f"(chance {CHANCE}); worst shortfall against the single-modality model "
+            f"{100 * deltas.min():+.1f} points ({fusion}, {column})"
+        )
+    return lines
+
+
+def loso(data: dict, args: argparse.Namespace, echo) -> pd.DataFrame:
+    """Leave-one-speaker-out CV over train + test rows, one seed (random_state=0)."""
+    X = pd.concat([data["X_train"], data["X_test"]], ignore_index=True)
+    y = np.concatenate([data["y_train"], data["y_test"]])
+    groups = np.concatenate([data["groups_train"], data["groups_test"]])
+    n_splits = len(np.unique(groups))
+    folds = list(GroupKFold(n_splits).split(X, y, groups))
+    rows = []
+    for model in MODELS:
+        cols = columns_of(X, model)
+        scores, times = [], []
+        for train, test in folds:
+            clf, fit_s = fit_timed(make_model(model, args, 0), X.iloc[train][cols], y[train])
+            scores.append(clf.score(X.iloc[test][cols], y[test]))
+            times.append(fit_s)
+        row = dict(model=model, accuracy=np.mean(scores), std=np.std(scores), fit_s=np.mean(times))
+        row.update({str(groups[test][0]): s for (_, test), s in zip(folds, scores, strict=True)})
+        rows.append(row)
+        echo(f"    {model:<18} mean over {n_splits} speakers {row['accuracy']:.3f}")
+    return pd.DataFrame(rows).set_index("model")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def fmt(table: pd.DataFrame) -> str:
+    return table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if np.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    table = table.reset_index()
+    lines = [
+        "| " + " | ".join(map(str, table.columns)) + " |",
+        "|" + "|".join("---" for _ in table.columns) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines)
+
+
+def write_out(path: str, tables: dict[str, pd.DataFrame], notes: list[str]) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        long = pd.concat(
+            [t.reset_index().assign(table=name) for name, t in tables.items()], ignore_index=True
+        )
+        long.to_csv(out, index=False)
+    else:
+        parts = ["# AV-digits evaluation (benchmarks/eval_av_digits.py)", ""]
+        parts += [f"- {n}" for n in notes] + [""]
+        for name, table in tables.items():
+            parts += [f"## {name}", "", to_markdown(table), ""]
+        out.write_text("\n".join(parts))
+
+
+def main(argv: list[str] | None = None, echo=print) -> dict[str, pd.DataFrame]:
+    """Run the evaluation; return the tables by name (also printed and, with --out, written)."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    echo(
+        f"AV-digits from {args.data_home}; split='speaker' (held out: theo); "
+        f"{args.seeds} seed(s); max_epochs={args.epochs}; torch threads={args.threads}"
+        + ("; QUICK smoke run (300 pairs)" if args.quick else "")
+    )
+    tables: dict[str, pd.DataFrame] = {}
+    notes: list[str] = []
+    for condition in args.conditions:
+        data = load_condition(args, condition)
+        what = (
+            f"audio at {args.snr_db:g} dB SNR, {args.energy_removed:.0%} of image energy "
+            f"removed ({data['pca_components']} PCA components kept)"
+            if condition == "degraded"
+            else "no degradation"
+        )
+        echo(
+            f"\n== {condition}: {what}; train {len(data['y_train'])} rows, test "
+            f"{len(data['y_test'])} rows; features {data['X_train'].shape[1]} columns "
+            f"({data['extract_s']:.1f} s)"
+        )
+        section = time.perf_counter()
+        per_seed, fitted = evaluate_split(data, args, echo)
+        table = summarize(per_seed)
+        line = verdict(per_seed)
+        echo(f"\n{condition}: test accuracy on the held-out speaker (mean over seeds)")
+        echo(fmt(table))
+        echo(line)
+        echo(f"({condition}: held-out-speaker models took {time.perf_counter() - section:.0f} s)")
+        tables[f"{condition}: held-out speaker"] = table
+        notes.append(f"{condition} ({what}): {line}")
+
+        echo(f"\n  missing modalities ({condition}) ...")
+        section = time.perf_counter()
+        missing, _ = missing_modalities(data, fitted, args, echo)
+        echo(
+            f"\n{condition}: one modality missing in every test row (fused models; "
+            f"d_* = left modality minus its single-modality model; chance {CHANCE})"
+        )
+        echo(fmt(missing))
+        for line in missing_verdict(missing):
+            echo(line)
+            notes.append(f"{condition} missing modality: {line}")
+        echo(f"({condition}: missing-modality part took {time.perf_counter() - section:.0f} s)")
+        tables[f"{condition}: missing modality"] = missing
+
+        if args.loso:
+            echo(f"\n  leave-one-speaker-out ({condition}) ...")
+            section = time.perf_counter()
+            table = loso(data, args, echo)
+            echo(f"\n{condition}: leave-one-speaker-out CV, 3,000 pairs (random_state=0)")
+            echo(fmt(table))
+            echo(f"({condition}: leave-one-speaker-out took {time.perf_counter() - section:.0f} s)")
+            tables[f"{condition}: leave-one-speaker-out"] = table
+    wall = time.perf_counter() - start
+    echo(f"\ntotal wall time {wall:.0f} s")
+    notes.append(f"total wall time {wall:.0f} s; args: {vars(args)}")
+    if args.out:
+        write_out(args.out, tables, notes)
+        echo(f"wrote {args.out}")
+    return tables
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""The base of the pretrained embedders: a frozen model, loaded lazily, run on batches.
+
+:class:`~mmsk.text.SentenceEmbedder` and :class:`~mmsk.image.ImageEncoder`
+share everything here: the model is loaded on first use (``fit`` or
+``transform``), kept on a private attribute that is never pickled, and run
+on whole batches of items instead of one item at a time. The item rules of
+:class:`~mmsk._base.ItemTransformer` stay the same: a missing item gives a
+NaN row without touching the model, an unreadable one an
+:class:`~mmsk._items.ItemError` (or, with ``on_error="nan"``, a NaN row and
+one warning), and ``memory=`` caches each item's vector by its content, so
+a cached item is never decoded nor embedded again.
+
+torch is imported inside the functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import joblib
+import numpy as np
+
+from ._base import ItemTransformer, ItemWarning, _reason, _versions
+from ._cache import FeatureCache, cache_location
+from ._items import ItemError, describe_item, is_missing, item_fingerprint, item_source
+
+__all__ = ["Embedder", "module_fingerprint"]
+
+# What _prepare_chunk says about one item.
+_HIT, _INPUT, _FAILED = 0, 1, 2
+
+
+def _prepare_chunk(
+    prepare: Callable[[Any], Any],
+    items: Sequence[Any],
+    start: int,
+    column: str | None,
+    cache: FeatureCache,
+    text: bool,
+    on_error: str,
+    n_out: int,
+) -> list[tuple[int, str | None, Any, int]]:
+    """Look up and decode one chunk of items (in a joblib worker or in-process).
+
+    Returns ``(row, cache key, value, kind)`` for every non-missing item:
+    a cached vector (``_HIT``), the decoded model input (``_INPUT``), or
+    ``(item description, reason)`` (``_FAILED``, with ``on_error="nan"``).
+    """
+    results: list[tuple[int, str | None, Any, int]] = []
+    cached = cache.enabled
+    for i, item in enumerate(items):
+        if is_missing(item):
+            continue
+        try:
+            key = None
+            if cached:
+                key, source = item_fingerprint(item, text=text)
+                hit = None if key is None else cache.get(key)
+                if hit is not None and hit.shape == (n_out,):
+                    results.append((start + i, key, hit, _HIT))
+                    continue
+            else:
+                source = item if text else item_source(item)
+            results.append((start + i, key, prepare(source), _INPUT))
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
+            reason = _reason(exc)
+            if on_error == "raise":
+                raise ItemError(column, start + i, describe_item(item), reason) from exc
+            results.append((start + i, None, (describe_item(item), reason), _FAILED))
+    return results
+
+
+class _Pending:
+    """Decoded inputs waiting for the model, identical ones (same ``dedupe`` key) once.
+
+    The key is the item's cache key when there is one (equal content), else
+    what the subclass's ``_dedupe_key`` says (the text itself for texts).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.index: list[int] = []
+        self.inputs: list[Any] = []
+        self.keys: list[str | None] = []
+        self.seen: dict[Any, int] = {}
+
+    def add(self, row: int, key: str | None, value: Any, dedupe: Any) -> None:
+        position = len(self.inputs)
+        if dedupe is not None:
+            seen = self.seen.get(dedupe)
+            if seen is not None:
+                self.rows.append(row)
+                self.index.append(seen)
+                return
+            self.seen[dedupe] = position
+        self.inputs.append(value)
+        self.keys.append(key)
+        self.rows.append(row)
+        self.index.append(position)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two parameter values name the same model (objects: identity)."""
+    if a is b:
+        return True
+    plain = (str, bytes, int, float, bool, tuple, os.PathLike, type(None))
+    if type(a) is type(b) and isinstance(a, plain):
+        try:
+            return bool(a == b)
+        except Exception:  # noqa: BLE001 - an odd __eq__ means "not the same"
+            return False
+    return False
+
+
+def module_fingerprint(model: Any) -> str:
+    """Hash a model's architecture and weights, for the feature cache.
+
+    For a :class:`torch.nn.Module`: its class, its ``repr`` (the layers and
+    their settings) and every tensor of its ``state_dict`` (names, dtypes,
+    shapes and values). Any other object is hashed by :func:`joblib.hash`.
+
+    Parameters
+    ----------
+    model : object
+        The loaded model.
+
+    Returns
+    -------
+    str
+        A hex digest; equal models give equal digests.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mmsk._embed import module_fingerprint
+    >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    >>> module_fingerprint(a) == module_fingerprint(a)
+    True
+    >>> module_fingerprint(a) == module_fingerprint(b)
+    False
+    """
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return joblib.hash(model)
+    digest = hashlib.blake2b(digest_size=16)
+    kind = type(model)
+    digest.update(f"{kind.__module__}.{kind.__qualname__}\n{model!r}".encode())
+    digest.update(repr(getattr(model, "max_seq_length", None)).encode())
+    for name, tensor in model.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):
+            digest.update(f"{name}={tensor!r}".encode())
+            continue
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        flat = tensor.detach().reshape(-1)
+        if flat.numel():
+            data = flat.contiguous().view(torch.uint8) if flat.element_size() > 1 else flat
+            digest.update(data.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Embedder(ItemTransformer):
+    """Base of the pretrained embedders (not public).
+
+    Subclasses set ``_model_params`` (the parameters the loaded model
+    depends on) and write ``_load_model()``, ``_embedding_dim(model)``,
+    ``_preparer()`` (a picklable function from one item's source to one
+    model input), ``_embed(model, inputs)`` (a batch of inputs to an
+    ``(n, dim)`` array) and, optionally, ``_dedupe_key(input)``.
+    """
+
+    #: Parameters that the loaded model depends on: changing one reloads it.
+    _model_params: tuple[str, ...] = ("model",)
+    #: Parameters replaced in the cache key by the fingerprint of the loaded model.
+    _fingerprinted: tuple[str, ...] = ("model",)
+
+    # -- hooks ---------------------------------------------------------------
+    def _load_model(self) -> Any:
+        raise NotImplementedError
+
+    def _embedding_dim(self, model: Any) -> int:
+        raise NotImplementedError
+
+    def _preparer(self) -> Callable[[Any], Any]:
+        raise NotImplementedError
+
+    def _embed(self, model: Any, inputs: list[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _dedupe_key(self, value: Any) -> Any:
+        """Key under which identical inputs are embedded once (None: never)."""
+        return None
+
+    def _model_fingerprint(self, model: Any) -> str:
+        return module_fingerprint(model)
+
+    def _chunk_size(self) -> int:
+        """Items per decoding task, and inputs per call of ``_embed``."""
+        return int(self.batch_size)
+
+    # -- the model -----------------------------------------------------------
+    def _get_model(self) -> Any:
+        """Return the loaded model, loading it on first use (or after set_params)."""
+        spec = tuple(getattr(self, name) for name in self._model_params)
+        loaded = self.__dict__.get("_loaded_model")
+        if loaded is not None and all(_same(a, b) for a, b in zip(loaded[0], spec, strict=True)):
+            return loaded[1]
+        self.__dict__.pop("_loaded_model", None)
+        self.__dict__.pop("_loaded_fingerprint", None)
+        model = self._load_model()
+        self._loaded_model = (spec, model)
+        return model
+
+    def _fit_items(self, items: Sequence[Any], column: str | None) -> None:
+        """Load the model and learn the embedding size."""
+        self.embedding_dim_ = int(self._embedding_dim(self._get_model()))
+
+    def _feature_names(self) -> list[str]:
+        dim = self.embedding_dim_
+        width = max(3, len(str(dim - 1)))
+        return [f"emb_{i:0{width}d}" for i in range(dim)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Leave the loaded model out: it is reloaded from the parameters on first use."""
+        state = super().__getstate__()
+        return {k: v for k, v in state.items() if not k.startswith("_loaded_")}
+
+    # -- the cache -----------------------------------------------------------
+    def _cache_params(self) -> dict[str, Any]:
+        params = super()._cache_params()
+        for name in ("batch_size", "device", *self._fingerprinted):
+            params.pop(name, None)
+        fingerprint = self.__dict__.get("_loaded_fingerprint")
+        if fingerprint is None:
+            fingerprint = self._model_fingerprint(self._get_model())
+            self._loaded_fingerprint = fingerprint
+        params["model_fingerprint"] = fingerprint
+        return params
+
+    def _cache(self) -> FeatureCache:
+        location = cache_location(self.memory)
+        name = type(self).__name__
+        if location is None:
+            return FeatureCache(None, name, "")
+        token = joblib.hash((name, self._cache_params(), _versions(self._versioned)))
+        return FeatureCache(location, name, token)
+
+    # -- the work ------------------------------------------------------------
+    def _flush(self, model: Any, pending: _Pending, out: np.ndarray, cache: FeatureCache) -> None:
+        vectors = self._embed(model, pending.inputs)
+        if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32):
+            vectors = np.asarray(vectors, dtype=np.float32)
+        expected = (len(pending.inputs), out.shape[1])
+        if vectors.shape != expected:
+            raise ValueError(
+                f"{type(self).__name__}: the model gave embeddings of shape {vectors.shape}, "
+                f"expected {expected}; fit again after changing the model or its input size"
+            )
+        for j, key in enumerate(pending.keys):
+            if key is not None:
+                cache.put(key, vectors[j])
+        out[pending.rows] = vectors[pending.index]
+
+    def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
+        n = len(items)
+        n_out = self.n_features_out_
+        out = np.full((n, n_out), np.nan, dtype=np.float32)
+        if n == 0:
+            return out
+        model = self._get_model()
+        cache = self._cache()
+        step = self._chunk_size()
+        task = joblib.delayed(_prepare_chunk)
+        prepare = self._preparer()
+        starts = range(0, n, step)
+        text, on_error = self._text_items, self.on_error
+        chunks = joblib.Parallel(n_jobs=getattr(self, "n_jobs", None), return_as="generator")(
+            task(prepare, items[s : s + step], s, column, cache, text, on_error, n_out)
+            for s in starts
+        )
+        bar = None
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n, unit="item", desc=type(self).__name__)
+        failures: list[tuple[int, str, str]] = []
+        own_dedupe = type(self)._dedupe_key is not Embedder._dedupe_key
+        dedupe_key = self._dedupe_key if own_dedupe else None
+        pending = _Pending()
+        for start, results in zip(starts, chunks, strict=True):
+            for row, key, value, kind in results:
+                if kind == _INPUT:
+                    same = dedupe_key(value) if key is None and dedupe_key else key
+                    pending.add(row, key, value, same)
+                    if len(pending.inputs) >= step:
+                        self._flush(model, pending, out, cache)
+                        pending = _Pending()
+                elif kind == _HIT:
+                    out[row] = value
+                else:
+                    failures.append((row, *value))
+            if bar is not None:
+                bar.update(min(step, n - start))
+        if pending.rows:
+            self._flush(model, pending, out, cache)
+        if bar is not None:
+            bar.close()
+        if failures:
+            row, item, reason = failures[0]
+            where = f"{column}: " if column is not None else ""
+            warnings.warn(
+                f"{where}{len(failures)} of {n} {self._what} could not be read and became "
+                f"NaN rows (first: row {row} ({item}): {reason})",
+                ItemWarning,
+                stacklevel=3,
+            )
+        return out
