@@ -43,7 +43,7 @@ above: the extractors learn only their output layout in ``fit``, and a row's
 features depend on its own item alone. The single split stays the primary
 protocol.
 
-Runtime on 2 (shared) CPU cores: about 10 minutes for the default run (3 seeds,
+Runtime on 2 shared CPU cores: 10 to 12 minutes for the default run (3 seeds,
 both conditions); ``--loso`` adds about 8; ``--quick`` takes under a minute.
 
 Run
