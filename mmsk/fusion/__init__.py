@@ -2,9 +2,11 @@
 
 :class:`FusionClassifier` and :class:`FusionRegressor` take numeric modality
 blocks (a dict of 2-D arrays, a DataFrame with ``name__`` column prefixes,
-or any 2-D input with ``modalities=``), put one tower per block, fuse the
-towers (``"concat"``, ``"late"``, ``"gated"``, ``"attention"``,
-``"tensor"``) and train with skorch. Importing this package imports torch.
+or any 2-D input with ``modalities=``), put one tower per block (an MLP,
+or with ``towers=`` a trainable CNN, GRU, LSTM or transformer encoder from
+:mod:`mmsk.fusion.encoders`), fuse the towers (``"concat"``, ``"late"``,
+``"gated"``, ``"attention"``, ``"tensor"``) and train with skorch. Importing
+this package imports torch.
 """
 
 from mmsk.fusion.estimators import FusionClassifier, FusionRegressor
