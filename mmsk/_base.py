@@ -238,6 +238,25 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         return tags
 
     # -- the work ------------------------------------------------------------
+    def _warn_failures(
+        self,
+        failures: Sequence[tuple[int, str, str]],
+        n: int,
+        column: str | None,
+        became: str = "NaN rows",
+    ) -> None:
+        """Warn once (``on_error="nan"``) with the count and the first failure."""
+        if not failures:
+            return
+        row, item, reason = failures[0]
+        where = f"{column}: " if column is not None else ""
+        warnings.warn(
+            f"{where}{len(failures)} of {n} {self._what} could not be read and became "
+            f"{became} (first: row {row} ({item}): {reason})",
+            ItemWarning,
+            stacklevel=5,
+        )
+
     def _cache(self) -> FeatureCache:
         location = cache_location(self.memory)
         token = joblib.hash((type(self).__name__, self._cache_params(), _versions(self._versioned)))
@@ -270,13 +289,5 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 bar.update(rows.shape[0])
         if bar is not None:
             bar.close()
-        if failures:
-            row, item, reason = failures[0]
-            where = f"{column}: " if column is not None else ""
-            warnings.warn(
-                f"{where}{len(failures)} of {n} {self._what} could not be read and became "
-                f"NaN rows (first: row {row} ({item}): {reason})",
-                ItemWarning,
-                stacklevel=3,
-            )
+        self._warn_failures(failures, n, column)
         return out

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import joblib
 import numpy as np
 
-from ._base import ItemTransformer, ItemWarning, _reason, _versions
+from ._base import ItemTransformer, _reason, _versions
 from ._cache import FeatureCache, cache_location
 from ._items import ItemError, describe_item, is_missing, item_fingerprint, item_source
 
@@ -314,13 +313,5 @@ class Embedder(ItemTransformer):
             self._flush(model, pending, out, cache)
         if bar is not None:
             bar.close()
-        if failures:
-            row, item, reason = failures[0]
-            where = f"{column}: " if column is not None else ""
-            warnings.warn(
-                f"{where}{len(failures)} of {n} {self._what} could not be read and became "
-                f"NaN rows (first: row {row} ({item}): {reason})",
-                ItemWarning,
-                stacklevel=3,
-            )
+        self._warn_failures(failures, n, column)
         return out

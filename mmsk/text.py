@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
@@ -22,7 +21,7 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BadItem, ItemTransformer, ItemWarning, _reason
+from ._base import BadItem, ItemTransformer, _reason
 from ._docstrings import fill_doc
 from ._embed import Embedder
 from ._items import ItemError, describe_item, is_missing
@@ -347,15 +346,7 @@ class TokenSequences(ItemTransformer):
                 out[row, : len(ids)] = ids
             else:
                 out[row, max_len - len(ids) :] = ids
-        if failures:
-            first_row, first_item, reason = failures[0]
-            where = f"{column}: " if column is not None else ""
-            warnings.warn(
-                f"{where}{len(failures)} of {n} {self._what} could not be read and became "
-                f"all-padding rows (first: row {first_row} ({first_item}): {reason})",
-                ItemWarning,
-                stacklevel=4,
-            )
+        self._warn_failures(failures, n, column, became="all-padding rows")
         return out
 
 
