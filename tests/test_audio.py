@@ -442,7 +442,7 @@ def test_log_mel_shape_names_and_range(tones):
     names = est.get_feature_names_out()
     assert names[:2].tolist() == ["logmel_00_000", "logmel_00_001"]
     assert names[12] == "logmel_01_000" and names[-1] == "logmel_15_011"
-    assert X.max() <= 0 and X.min() >= -80 and np.isclose(X.max(axis=1), 0).all()
+    assert X.max() <= 0 and X.min() >= -80 and np.isclose(X.max(axis=1), 0, atol=1e-4).all()
 
 
 def test_log_mel_image_is_librosa_log_mel_row_major(audio):
@@ -490,4 +490,4 @@ def test_real_spoken_digits(shared_data):
     assert len(np.unique(X[:, 0])) == 5  # five different clips
     mel = LogMelSpectrogram(sr=SR, n_frames=16).fit_transform(paths)
     assert mel.shape == (5, 64 * 16) and np.isfinite(mel).all()
-    assert np.isclose(mel.max(axis=1), 0).all()
+    assert np.isclose(mel.max(axis=1), 0, atol=1e-4).all()  # float32 rounding of the 0 dB peak
