@@ -91,7 +91,7 @@ NETWORK = dict(
     max_epochs=60,
     batch_size=32,
     early_stopping=True,
-    patience=10,
+    n_iter_no_change=10,
     validation_fraction=0.15,
 )
 CHANCE = 0.1

@@ -29,6 +29,7 @@ _LAZY = {
     "FusionRegressor": "mmsk.fusion",
     "make_multimodal_pipeline": "mmsk.compose",
     "TfidfSVD": "mmsk.compose",
+    "GroupStandardScaler": "mmsk.preprocessing",
     "ItemError": "mmsk._items",
     "ItemWarning": "mmsk._base",
 }

@@ -9,6 +9,7 @@ in :mod:`mmsk.fusion.estimators` add the target handling and the docs.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
@@ -19,7 +20,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import Callback, EarlyStopping
+from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 
@@ -32,7 +33,9 @@ from mmsk.fusion._data import (
     channel_stats,
     check_block,
     mask_blocks,
+    scaling_rule,
 )
+from mmsk.fusion._training import LR_SCHEDULES, training_callbacks
 from mmsk.fusion.blocks import BlockLayout, find_layout, is_dict, resolve_towers
 from mmsk.fusion.encoders import SEQUENCE_KINDS
 from mmsk.fusion.modules import FUSIONS, FusionModule
@@ -41,6 +44,13 @@ __all__ = ["PREDICT_BATCH_SIZE", "FusionBase", "RefreshBatchNorm"]
 
 #: Rows per batch when predicting (at least ``batch_size``).
 PREDICT_BATCH_SIZE = 1024
+
+#: ``early_stopping="auto"`` turns early stopping on when the validation split
+#: would hold at least this many rows (and, for a classifier, every class).
+MIN_AUTO_VALIDATION_ROWS = 20
+
+#: The validation fraction when early stopping is on and ``validation_fraction`` is None.
+DEFAULT_VALIDATION_FRACTION = 0.1
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -86,7 +96,8 @@ class FusionBase(BaseEstimator):
             ("n_heads", 1),
             ("rank", 1),
             ("max_epochs", 1),
-            ("patience", 1),
+            ("n_iter_no_change", 1),
+            ("n_estimators", 1),
         ]:
             _check_int(name, getattr(self, name), low)
         if self.embed_dim is not None:
@@ -99,6 +110,26 @@ class FusionBase(BaseEstimator):
         _check_fraction("modality_dropout", self.modality_dropout)
         if self.validation_fraction is not None:
             _check_fraction("validation_fraction", self.validation_fraction, open_low=True)
+        if self.patience != "deprecated":
+            _check_int("patience", self.patience, 1)
+        if not (isinstance(self.early_stopping, bool) or self.early_stopping == "auto"):
+            raise ValueError(
+                f"early_stopping must be True, False or 'auto', got {self.early_stopping!r}"
+            )
+        if not isinstance(self.tol, Real) or isinstance(self.tol, bool) or not self.tol >= 0:
+            raise ValueError(f"tol must be a float >= 0, got {self.tol!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        ok = isinstance(self.weight_decay, Real) and not isinstance(self.weight_decay, bool)
+        if not ok or not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be a float >= 0, got {self.weight_decay!r}")
+        if self.scoring is not None and not (
+            isinstance(self.scoring, str) or callable(self.scoring)
+        ):
+            raise ValueError(
+                "scoring must be None (the validation loss), a scikit-learn scorer name "
+                f"(e.g. 'f1_macro') or a callable scorer, got {self.scoring!r}"
+            )
         if self.norm not in ("batch", "layer", None):
             raise ValueError(f"norm must be 'batch', 'layer' or None, got {self.norm!r}")
         if not isinstance(self.lr, Real) or not self.lr > 0:
@@ -191,23 +222,66 @@ class FusionBase(BaseEstimator):
             for name, (kind, options) in zip(layout.names, self._towers, strict=True)
         }
 
-    def _tower_inputs(self, prepared: dict[str, Any]) -> tuple[list[Any] | None, list[Any] | None]:
-        """Fill in the vocabulary sizes; return the input standardisation of each block.
+    def _scaling_rules(self) -> list[str]:
+        """Return the input scaling rule of each block, from ``standardize``."""
+        names = self._layout.names
+        if not isinstance(self.standardize, Mapping):
+            return [scaling_rule(self.standardize, "standardize")] * len(names)
+        unknown = [key for key in self.standardize if key not in names]
+        if unknown:
+            raise ValueError(
+                f"standardize has an entry for {unknown[0]!r}, which is not a block of X; "
+                f"the blocks are {list(names)}"
+            )
+        return [
+            scaling_rule(self.standardize.get(name, "auto"), f"standardize[{name!r}]")
+            for name in names
+        ]
 
-        MLP towers standardise each feature, conv towers each channel, and
-        sequence towers nothing (their blocks are token ids).
+    def _wide_blocks(self) -> list[bool]:
+        """Return which blocks feed the wide (linear) part, from ``wide``."""
+        names = self._layout.names
+        numeric = [kind not in SEQUENCE_KINDS for kind, _ in self._towers]
+        if isinstance(self.wide, bool) or self.wide == "auto":
+            on = self.wide == "auto" or bool(self.wide)
+            return [on and usable for usable in numeric]
+        if not isinstance(self.wide, list | tuple | set | frozenset) or not all(
+            isinstance(name, str) for name in self.wide
+        ):
+            raise ValueError(
+                f"wide must be True, False, 'auto' or a list of block names, got {self.wide!r}"
+            )
+        for name in self.wide:
+            if name not in names:
+                raise ValueError(
+                    f"wide names {name!r}, which is not a block of X; the blocks are {list(names)}"
+                )
+            if not numeric[names.index(name)]:
+                raise ValueError(
+                    f"wide names {name!r}, a block of token ids (a sequence tower); the wide "
+                    "part is linear in the values, so it takes numeric blocks only"
+                )
+        return [name in self.wide for name in names]
+
+    def _tower_inputs(self, prepared: dict[str, Any]) -> tuple[list[Any] | None, list[Any] | None]:
+        """Fill in the vocabulary sizes; return the input scaling of each block.
+
+        MLP towers scale each feature by the block's rule (see
+        ``standardize``), conv towers standardise each channel, and sequence
+        towers take their token ids as they are.
         """
         for i, (kind, options) in enumerate(self._towers):
             if kind in SEQUENCE_KINDS and options["vocab_size"] is None:
                 block = prepared[block_key(i)]
                 options["vocab_size"] = max(int(block.max(initial=0)) + 1, 2)
-        if not self.standardize:
+        rules = self._scaling_rules()
+        if all(rule == "none" for rule in rules):
             return None, None
-        means, scales = block_stats(prepared, len(self._towers))
+        means, scales = block_stats(prepared, len(self._towers), rules)
         for i, (kind, options) in enumerate(self._towers):
             if kind in SEQUENCE_KINDS:
                 means[i] = scales[i] = None
-            elif kind == "conv":
+            elif kind == "conv" and rules[i] != "none":
                 means[i], scales[i] = channel_stats(prepared, i, options["shape"])
         return means, scales
 
@@ -216,35 +290,36 @@ class FusionBase(BaseEstimator):
     def _is_clf(self) -> bool:
         return self._net_class is NeuralNetClassifier
 
-    def _fit(self, X: Any, y: Any) -> FusionBase:
-        self._check_params()
-        prepared, y = self._prepare(X, y, fit=True)
-        y_train, n_outputs, net_kwargs = self._encode_target(y)
-        n_samples = prepared["mask"].shape[0]
-        if n_samples < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 samples to train, got n_samples=1"
-            )
-        means, scales = self._tower_inputs(prepared)
-        self._set_layout_attributes(self._layout)
-        rng = check_random_state(self.random_state)
-        seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
-        self.device_ = resolve_device(self.device)
-
-        callbacks = list(copy.deepcopy(self.callbacks)) if self.callbacks else []
-        if self.early_stopping:
-            callbacks.append(
-                ("early_stopping", EarlyStopping(patience=self.patience, load_best=True))
-            )
-        if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
-            callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
+    def _validation_fraction(self, y: np.ndarray, n_samples: int) -> tuple[float | None, bool]:
+        """Return the hold-out fraction and whether to stop early."""
         fraction = self.validation_fraction
-        if fraction is None and self.early_stopping:
-            fraction = 0.1
-        train_split = None
-        if fraction is not None:
-            train_split = ValidSplit(fraction, stratified=self._is_clf(), random_state=split_seed)
-        module_kwargs = {
+        wanted = self.early_stopping
+        if wanted is False:
+            return fraction, False
+        planned = DEFAULT_VALIDATION_FRACTION if fraction is None else fraction
+        n_valid = int(np.ceil(planned * n_samples))
+        n_train = n_samples - n_valid
+        reason = None
+        if self._is_clf():
+            counts = np.bincount(y)
+            if n_valid < len(counts) or n_train < len(counts) or counts.min() < 2:
+                reason = (
+                    f"a stratified split of {planned} of {n_samples} rows cannot hold every "
+                    f"one of {len(counts)} classes on both sides (smallest class: "
+                    f"{counts.min()} rows)"
+                )
+        elif n_train < 2 or n_valid < 1:
+            reason = f"{planned} of {n_samples} rows leaves no rows to train or validate on"
+        if wanted == "auto":
+            if reason is None and n_valid >= MIN_AUTO_VALIDATION_ROWS:
+                return planned, True
+            return fraction, False
+        if reason is not None:
+            raise ValueError(f"early_stopping=True needs a validation split, but {reason}")
+        return planned, True
+
+    def _module_kwargs(self, n_outputs: int, means: Any, scales: Any) -> dict[str, Any]:
+        return {
             "dims": list(self._layout.dims),
             "n_outputs": n_outputs,
             "fusion": self.fusion,
@@ -259,40 +334,90 @@ class FusionBase(BaseEstimator):
             "means": means,
             "scales": scales,
             "towers": [(kind, dict(options)) for kind, options in self._towers],
+            "wide": self._wide_blocks(),
         }
-        optimizer_kwargs = dict(self.optimizer_kwargs or {})
-        batch_size = self.batch_size
-        self.net_ = self._net_class(
-            module=FusionModule,
-            criterion=self._default_criterion if self.criterion is None else self.criterion,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=batch_size,
-            train_split=train_split,
-            callbacks=callbacks,
-            dataset=FusionDataset,
-            dataset__device=self.device_,
-            iterator_train=BatchIterator,
-            iterator_train__shuffle=True,
-            iterator_train__seed=shuffle_seed,
-            iterator_valid=BatchIterator,
-            iterator_valid__batch_size=max(batch_size, PREDICT_BATCH_SIZE),
-            device=self.device_,
-            verbose=self.verbose,
-            **{f"module__{key}": value for key, value in module_kwargs.items()},
-            **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
-            **net_kwargs,
-        )
-        with torch_threads(self.n_jobs), torch_seeded(seed, self.device_):
-            self.net_.fit(prepared, y_train)
+
+    def _fit(self, X: Any, y: Any) -> FusionBase:
+        self._check_params()
+        n_iter_no_change = self.n_iter_no_change
+        if self.patience != "deprecated":
+            warnings.warn(
+                "patience was renamed n_iter_no_change (scikit-learn's name) in mmsk 0.2 and "
+                "will be removed in 0.4; set n_iter_no_change instead",
+                FutureWarning,
+                stacklevel=3,
+            )
+            n_iter_no_change = self.patience
+        prepared, y = self._prepare(X, y, fit=True)
+        y_train, n_outputs, net_kwargs = self._encode_target(y)
+        n_samples = prepared["mask"].shape[0]
+        if n_samples < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 samples to train, got n_samples=1"
+            )
+        means, scales = self._tower_inputs(prepared)
+        self._set_layout_attributes(self._layout)
+        module_kwargs = self._module_kwargs(n_outputs, means, scales)
+        fraction, stop_early = self._validation_fraction(y_train, n_samples)
+        self.early_stopping_ = stop_early
+        rng = check_random_state(self.random_state)
+        self.device_ = resolve_device(self.device)
+        criterion = self._default_criterion if self.criterion is None else self.criterion
+        optimizer_kwargs = {"weight_decay": self.weight_decay, **(self.optimizer_kwargs or {})}
+        nets = []
+        for _ in range(self.n_estimators):
+            seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
+            callbacks = list(copy.deepcopy(self.callbacks)) if self.callbacks else []
+            added, _, _ = training_callbacks(
+                self,
+                validating=fraction is not None,
+                early_stopping=stop_early,
+                n_iter_no_change=n_iter_no_change,
+            )
+            callbacks += added
+            if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
+                callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
+            train_split = None
+            if fraction is not None:
+                train_split = ValidSplit(
+                    fraction, stratified=self._is_clf(), random_state=split_seed
+                )
+            net = self._net_class(
+                module=FusionModule,
+                criterion=criterion,
+                optimizer=self.optimizer,
+                lr=self.lr,
+                max_epochs=self.max_epochs,
+                batch_size=self.batch_size,
+                train_split=train_split,
+                callbacks=callbacks,
+                dataset=FusionDataset,
+                dataset__device=self.device_,
+                iterator_train=BatchIterator,
+                iterator_train__shuffle=True,
+                iterator_train__seed=shuffle_seed,
+                iterator_valid=BatchIterator,
+                iterator_valid__batch_size=max(self.batch_size, PREDICT_BATCH_SIZE),
+                device=self.device_,
+                verbose=self.verbose,
+                **{f"module__{key}": value for key, value in module_kwargs.items()},
+                **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
+                **net_kwargs,
+            )
+            with torch_threads(self.n_jobs), torch_seeded(seed, self.device_):
+                net.fit(prepared, y_train)
+            nets.append(net)
+        self.nets_ = nets
+        self.net_ = nets[0]
         return self
 
     def _net_output(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         prepared, _ = self._prepare(X, fit=False)
+        nets = self.__dict__.get("nets_") or [self.net_]  # (pickled before ensembles existed)
         with torch_threads(self.n_jobs):
-            return np.asarray(self.net_.predict_proba(prepared), dtype=np.float64)
+            outputs = [np.asarray(net.predict_proba(prepared), dtype=np.float64) for net in nets]
+        return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a pickled estimator; ``device_`` follows skorch's device mapping."""
@@ -301,7 +426,8 @@ class FusionBase(BaseEstimator):
             device = self.net_.device
             self.device_ = str(device) if isinstance(device, torch.device) else device
             # where skorch mapped the net (e.g. CUDA -> CPU), the data go too
-            self.net_.dataset__device = self.net_.device
+            for net in self.__dict__.get("nets_") or [self.net_]:
+                net.dataset__device = net.device
 
     def __sklearn_tags__(self) -> Tags:
         """Declare sparse and dict input; NaN only as a whole missing block."""

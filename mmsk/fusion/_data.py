@@ -31,10 +31,12 @@ from torch.utils.data import Subset
 __all__ = [
     "BatchIterator",
     "FusionDataset",
+    "SCALINGS",
     "block_stats",
     "channel_stats",
     "check_block",
     "mask_blocks",
+    "scaling_rule",
 ]
 
 MASK = "mask"
@@ -270,10 +272,53 @@ def _mask_sparse(
     return block
 
 
+#: The input scaling rules of ``standardize``, per block.
+SCALINGS = ("auto", "standard", "none")
+
+
+def scaling_rule(value: Any, name: str) -> str:
+    """Map one ``standardize`` value (bool or rule name) to a rule of :data:`SCALINGS`.
+
+    Parameters
+    ----------
+    value : bool or str
+        ``True`` means ``"standard"``, ``False`` means ``"none"``.
+    name : str
+        What is being set, for the error message.
+
+    Returns
+    -------
+    str
+        ``"auto"``, ``"standard"`` or ``"none"``.
+
+    Examples
+    --------
+    >>> from mmsk.fusion._data import scaling_rule
+    >>> scaling_rule(True, "standardize"), scaling_rule("auto", "standardize")
+    ('standard', 'auto')
+    """
+    if isinstance(value, bool | np.bool_):
+        return "standard" if value else "none"
+    if isinstance(value, str) and value in SCALINGS:
+        return value
+    raise ValueError(f"{name} must be True, False, 'auto', 'standard' or 'none', got {value!r}")
+
+
 def block_stats(
-    prepared: dict[str, Any], n_blocks: int
+    prepared: dict[str, Any], n_blocks: int, rules: Sequence[str] | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-feature mean and standard deviation of each block over its present rows.
+    """Per-feature shift and scale of each block over its present rows, by rule.
+
+    The rules (one per block, :data:`SCALINGS`):
+
+    - ``"standard"``: every column to zero mean and unit variance;
+    - ``"auto"``: a sparse block (TF-IDF, counts, one-hot) keeps its natural
+      scale; in a dense block, a *binary* column (every present value 0 or
+      1: one-hot codes, indicators) keeps its scale too, and every other
+      column is standardised;
+    - ``"none"``: the identity.
+
+    A constant column gets scale 1.
 
     Parameters
     ----------
@@ -281,11 +326,14 @@ def block_stats(
         The prepared dict from :func:`mask_blocks`.
     n_blocks : int
         Number of blocks.
+    rules : sequence of str or None, default=None
+        One rule per block; None: ``"standard"`` for every block.
 
     Returns
     -------
     means, scales : list of ndarray
-        Vectors of float32, one per block; a constant feature gets scale 1.
+        Vectors of float32, one per block: the input enters as
+        ``(x - mean) / scale``.
 
     Raises
     ------
@@ -300,14 +348,25 @@ def block_stats(
     >>> means, scales = block_stats({"x0": x, "mask": np.ones((2, 1), bool)}, 1)
     >>> means[0].tolist(), scales[0].tolist()
     ([1.0, 1.0], [1.0, 1.0])
+    >>> onehot = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype="float32")
+    >>> means, _ = block_stats({"x0": onehot, "mask": np.ones((3, 1), bool)}, 1, ["auto"])
+    >>> means[0].tolist()
+    [0.0, 0.0]
     """
     mask = prepared[MASK]
+    rules = ["standard"] * n_blocks if rules is None else list(rules)
     means, scales = [], []
     for i in range(n_blocks):
         block = prepared[block_key(i)]
         present = mask[:, i]
         if not present.any():
             raise ValueError(f"block {i} is missing (all-NaN) in every training row")
+        rule = rules[i]
+        width = block.shape[1]
+        if rule == "none" or (rule == "auto" and sparse.issparse(block)):
+            means.append(np.zeros(width, dtype=np.float32))
+            scales.append(np.ones(width, dtype=np.float32))
+            continue
         if not present.all():
             block = block[present]
         if sparse.issparse(block):
@@ -317,6 +376,9 @@ def block_stats(
             mean = block.mean(axis=0, dtype=np.float64)
             std = block.std(axis=0, dtype=np.float64)
         std[~(std > 1e-12)] = 1.0
+        if rule == "auto":
+            binary = ((block == 0) | (block == 1)).all(axis=0)
+            mean[binary], std[binary] = 0.0, 1.0
         means.append(mean.astype(np.float32))
         scales.append(std.astype(np.float32))
     return means, scales

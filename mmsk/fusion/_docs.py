@@ -67,15 +67,38 @@ _NETWORK = """\
         While training, hide each present modality of a row with this
         probability, never all of a row's modalities, so that the network
         learns to predict from any subset.
-    standardize : bool, default=True
-        Standardise each input feature with the mean and standard deviation
-        of its present training rows (inside the network, so sparse blocks
-        stay sparse); each channel as a whole for a conv tower; token ids
-        not at all{target_scaling}.
-    lr : float, default=0.01
+    standardize : "auto", bool, str or dict, default="auto"
+        How each block's features are scaled before its tower (inside the
+        network, so sparse blocks stay sparse). ``"auto"``: continuous
+        columns are standardised with the mean and standard deviation of
+        their present training rows, while binary columns (one-hot codes,
+        missing-value indicators: every value 0 or 1) and sparse blocks
+        (TF-IDF, counts) keep their natural scale; a conv tower standardises
+        each channel as a whole; token ids are never scaled. ``True`` (or
+        ``"standard"``): standardise every column. ``False`` (or
+        ``"none"``): no scaling. A dict sets the rule per block, e.g.
+        ``{"tfidf": "none", "numeric": "standard"}``; blocks left out get
+        ``"auto"``{target_scaling}.
+    wide : "auto", bool or list of str, default="auto"
+        The wide part (Wide & Deep): one linear layer from the scaled blocks
+        straight to the outputs, added to the head's, so the network
+        contains a linear model on the same features (a logistic regression
+        for the classifier) and the deep part learns what it misses. Its
+        weights start at zero. ``"auto"`` and ``True``: every numeric block
+        (not token ids); ``False``: none; a list: those blocks.
+    lr : float, default=1e-3
         Learning rate.
-    max_epochs : int, default=20
-        Number of passes over the training data (fewer with early stopping).
+    weight_decay : float, default=0.01
+        Decoupled weight decay of the optimizer (AdamW's), on every weight.
+    lr_schedule : {"plateau", "cosine"} or None, default="plateau"
+        ``"plateau"``: divide the learning rate by 3 when the monitored
+        value (``valid_loss``, ``valid_score`` with ``scoring``, or
+        ``train_loss`` without validation) has not improved for about half
+        of ``n_iter_no_change`` epochs. ``"cosine"``: cosine annealing to 0
+        over ``max_epochs``. None: a constant learning rate.
+    max_epochs : int, default=100
+        Most passes over the training data; early stopping usually ends
+        training long before.
     batch_size : int, default=128
         Rows per training batch (``-1``: the whole training set). Batches
         are shuffled at each epoch.
@@ -90,16 +113,38 @@ _NETWORK = """\
         ``EpochScoring``, ``Checkpoint``, ``LRScheduler``, ``ProgressBar``.
         They are deep-copied in ``fit``; the fitted ones are in
         ``net_.callbacks_``.
-    early_stopping : bool, default=False
-        Stop when the validation loss has not improved for ``patience``
-        epochs, and keep the best epoch's weights. Holds out
-        ``validation_fraction`` of the rows (0.1 if that is None).
-    patience : int, default=5
-        Epochs without improvement before early stopping.
+    early_stopping : "auto" or bool, default="auto"
+        Hold out ``validation_fraction`` of the training rows{split}, stop
+        when the monitored value (``valid_loss``, or ``valid_score`` with
+        ``scoring``) has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, and restore the weights of the best epoch. The held-out rows
+        are not trained on: they choose the epoch. ``"auto"``: on when the
+        split holds at least 20 rows (and, for a classifier, every class on
+        both sides), off for smaller data; ``True`` raises when no such
+        split exists. ``early_stopping_`` says what was done.
     validation_fraction : float or None, default=None
-        Fraction of the training rows held out (seeded by ``random_state``
-        {split}) to record ``valid_loss`` in ``net_.history`` at each epoch.
-        None: no hold-out, unless ``early_stopping=True``."""
+        Fraction of the training rows held out (seeded by ``random_state``).
+        None: 0.1 when stopping early, else no hold-out. A float with
+        ``early_stopping=False`` holds out the rows only to record
+        ``valid_loss`` (and ``valid_score``) in ``net_.history``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before early stopping.
+    tol : float, default=1e-4
+        Least improvement of the monitored value that counts (absolute).
+    scoring : str, callable or None, default=None
+        What early stopping watches on the held-out rows: None, the
+        validation loss; else a scikit-learn scorer name (``"f1_macro"``,
+        ``"roc_auc"``, ``"neg_mean_absolute_error"``, ...) or a callable
+        ``scorer(estimator, X, y)``, evaluated on the estimator's own
+        predictions (original labels, unscaled targets) and recorded as
+        ``valid_score`` in ``net_.history`` (greater is better).
+    n_estimators : int, default=1
+        Networks trained with different seeds (weights, batches and
+        validation split) and averaged: probabilities for the classifier,
+        predictions for the regressor. Costs ``n_estimators`` times the fit
+        and predict time, and usually pays on small or noisy data.
+    patience : int, optional
+        Deprecated alias of ``n_iter_no_change``; will be removed in 0.4."""
 
 _TAIL = """\
     device : str or torch.device, default="auto"
@@ -133,8 +178,13 @@ _ATTRIBUTES = """\
     towers_ : dict of str to (str, dict)
         The tower of each block: its kind and all its options, as used
         (e.g. a conv tower's ``shape``, a sequence tower's ``vocab_size``).
+    early_stopping_ : bool
+        Whether early stopping was on (``early_stopping="auto"`` decides by
+        the size of the data).
+    nets_ : list of skorch.NeuralNet
+        The ``n_estimators`` trained nets; ``predict`` averages them.
     net_ : skorch.NeuralNet
-        The trained skorch net: ``net_.history`` (per-epoch ``train_loss``,
+        The first of ``nets_``, the trained skorch net: ``net_.history`` (per-epoch ``train_loss``,
         ``valid_loss``, ...), ``net_.module_`` (the :class:`torch.nn.Module`),
         ``net_.callbacks_``, ``net_.save_params``.
     device_ : str or torch.device

@@ -10,7 +10,7 @@ sets attributes and whose ``get_params`` exposes private ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,17 +103,24 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         n_heads: int = 4,
         rank: int = 4,
         modality_dropout: float = 0.0,
-        standardize: bool = True,
-        lr: float = 0.01,
-        max_epochs: int = 20,
+        standardize: bool | str | Mapping[str, Any] = "auto",
+        wide: bool | str | Sequence[str] = "auto",
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        lr_schedule: str | None = "plateau",
+        max_epochs: int = 100,
         batch_size: int = 128,
         optimizer: type = torch.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         criterion: Any = None,
         callbacks: list[Any] | None = None,
-        early_stopping: bool = False,
-        patience: int = 5,
+        early_stopping: bool | str = "auto",
         validation_fraction: float | None = None,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        scoring: Any = None,
+        n_estimators: int = 1,
+        patience: Any = "deprecated",
         class_weight: dict[Any, float] | str | None = None,
         device: Any = "auto",
         n_jobs: int | None = None,
@@ -132,7 +139,10 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         self.rank = rank
         self.modality_dropout = modality_dropout
         self.standardize = standardize
+        self.wide = wide
         self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -140,8 +150,12 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         self.criterion = criterion
         self.callbacks = callbacks
         self.early_stopping = early_stopping
-        self.patience = patience
         self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.scoring = scoring
+        self.n_estimators = n_estimators
+        self.patience = patience
         self.class_weight = class_weight
         self.device = device
         self.n_jobs = n_jobs
@@ -309,17 +323,24 @@ class FusionRegressor(RegressorMixin, FusionBase):
         n_heads: int = 4,
         rank: int = 4,
         modality_dropout: float = 0.0,
-        standardize: bool = True,
-        lr: float = 0.01,
-        max_epochs: int = 20,
+        standardize: bool | str | Mapping[str, Any] = "auto",
+        wide: bool | str | Sequence[str] = "auto",
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        lr_schedule: str | None = "plateau",
+        max_epochs: int = 100,
         batch_size: int = 128,
         optimizer: type = torch.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         criterion: Any = None,
         callbacks: list[Any] | None = None,
-        early_stopping: bool = False,
-        patience: int = 5,
+        early_stopping: bool | str = "auto",
         validation_fraction: float | None = None,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        scoring: Any = None,
+        n_estimators: int = 1,
+        patience: Any = "deprecated",
         device: Any = "auto",
         n_jobs: int | None = None,
         random_state: Any = None,
@@ -337,7 +358,10 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self.rank = rank
         self.modality_dropout = modality_dropout
         self.standardize = standardize
+        self.wide = wide
         self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -345,8 +369,12 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self.criterion = criterion
         self.callbacks = callbacks
         self.early_stopping = early_stopping
-        self.patience = patience
         self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.scoring = scoring
+        self.n_estimators = n_estimators
+        self.patience = patience
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -359,7 +387,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self._target_ndim = y.ndim
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
-        if self.standardize:
+        if self.standardize is not False:
             mean, scale = y2.mean(axis=0), y2.std(axis=0)
             scale[~(scale > 1e-12)] = 1.0
         else:

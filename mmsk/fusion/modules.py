@@ -40,6 +40,7 @@ from mmsk.fusion.encoders import (
     TransformerEncoder,
     norm_layer,
 )
+from mmsk.fusion.wide import WideLinear
 
 __all__ = [
     "FUSIONS",
@@ -507,6 +508,10 @@ class FusionModule(nn.Module):
     towers : list of (str, dict) or None, default=None
         Per block, the tower kind and its options (see :func:`build_tower`);
         None: an MLP tower for every block.
+    wide : list of bool or None, default=None
+        Per block, whether it also feeds the wide part
+        (:class:`~mmsk.fusion.wide.WideLinear`), a linear map added to the
+        head's output; None: no wide part.
 
     Examples
     --------
@@ -536,6 +541,7 @@ class FusionModule(nn.Module):
         means: Sequence[np.ndarray | None] | None = None,
         scales: Sequence[np.ndarray | None] | None = None,
         towers: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+        wide: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         n = len(dims)
@@ -577,6 +583,11 @@ class FusionModule(nn.Module):
             nn.Identity()
             if fusion == "late"
             else Head(self.fusion.out_dim, hidden_units, n_outputs, dropout)
+        )
+        self.wide = (
+            WideLinear(dims, n_outputs, use=wide, means=means, scales=scales)
+            if wide is not None and any(wide)
+            else None
         )
 
     def train(self, mode: bool = True) -> FusionModule:
@@ -695,4 +706,7 @@ class FusionModule(nn.Module):
         if self.training and self.modality_dropout > 0:
             present = drop_modalities(present, self.modality_dropout)
         hs = [tower(blocks[f"x{i}"], present[:, i]) for i, tower in enumerate(self.towers)]
-        return self.head(self.fusion(hs, present))
+        out = self.head(self.fusion(hs, present))
+        if self.wide is not None:
+            out = out + self.wide(blocks, present)
+        return out

@@ -30,8 +30,8 @@ FUSIONS = ["concat", "late", "gated", "attention", "tensor"]
 # Small and fast, yet enough training for the accuracy checks
 # (check_classifiers_train needs > 0.83, check_classifiers_classes all 3 classes
 # predicted from 30 rows, check_regressors_train R^2 > 0.5).
-FAST = dict(hidden_units=8, max_epochs=10, batch_size=16, random_state=0)
-SMALL = dict(hidden_units=8, max_epochs=8, batch_size=32, random_state=0)
+FAST = dict(hidden_units=8, max_epochs=10, batch_size=16, lr=0.01, random_state=0)
+SMALL = dict(hidden_units=8, max_epochs=8, batch_size=32, lr=0.01, random_state=0)
 
 # Checks expected to fail, with the reason. None today: keep it that way.
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
@@ -154,9 +154,10 @@ def test_sparse_block_is_densified_batch_by_batch(blocks_data, monkeypatch):
         return toarray(self, *args, **kwargs)
 
     monkeypatch.setattr(sparse.csr_matrix, "toarray", spy)
-    clf_sparse = FusionClassifier(**SMALL).fit(sparse_X, y)
+    # standardize=True scales both alike ("auto" leaves a sparse block as it is)
+    clf_sparse = FusionClassifier(standardize=True, **SMALL).fit(sparse_X, y)
     assert densified and max(densified) <= 32  # batches, never the whole block
-    clf_dense = FusionClassifier(**SMALL).fit(dense, y)
+    clf_dense = FusionClassifier(standardize=True, **SMALL).fit(dense, y)
     assert_allclose(clf_sparse.predict_proba(sparse_X), clf_dense.predict_proba(dense), atol=1e-3)
 
 
@@ -506,7 +507,7 @@ def test_checkpoint_params_load_back(blocks_data, tmp_path):
 def test_early_stopping_stops_and_keeps_best(blocks_data):
     X, _ = blocks_data
     noise = np.random.RandomState(0).randint(0, 2, size=240)  # nothing to learn: overfits
-    clf = FusionClassifier(early_stopping=True, patience=2, **{**SMALL, "max_epochs": 60})
+    clf = FusionClassifier(early_stopping=True, n_iter_no_change=2, **{**SMALL, "max_epochs": 60})
     clf.fit(X, noise)
     assert len(clf.net_.history) < 60
     assert "valid_loss" in clf.net_.history[-1]
@@ -515,7 +516,7 @@ def test_early_stopping_stops_and_keeps_best(blocks_data):
 def test_optimizer_and_criterion_are_passed(blocks_data):
     X, y = blocks_data
     clf = FusionClassifier(
-        optimizer=torch.optim.SGD, optimizer_kwargs={"momentum": 0.9}, lr=0.05, **SMALL
+        optimizer=torch.optim.SGD, optimizer_kwargs={"momentum": 0.9}, **{**SMALL, "lr": 0.05}
     ).fit(X, y)
     assert isinstance(clf.net_.optimizer_, torch.optim.SGD)
     assert clf.net_.optimizer_.param_groups[0]["momentum"] == 0.9
