@@ -9,6 +9,7 @@ in :mod:`mmsk.fusion.estimators` add the target handling and the docs.
 from __future__ import annotations
 
 import copy
+import difflib
 import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.metrics import get_scorer_names
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 from skorch import NeuralNetClassifier, NeuralNetRegressor
@@ -129,6 +131,13 @@ class FusionBase(BaseEstimator):
             raise ValueError(
                 "scoring must be None (the validation loss), a scikit-learn scorer name "
                 f"(e.g. 'f1_macro') or a callable scorer, got {self.scoring!r}"
+            )
+        if isinstance(self.scoring, str) and self.scoring not in get_scorer_names():
+            close = difflib.get_close_matches(self.scoring, get_scorer_names(), n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"scoring={self.scoring!r} is not a scikit-learn scorer name{hint} "
+                "(sklearn.metrics.get_scorer_names() lists them)"
             )
         if self.norm not in ("batch", "layer", None):
             raise ValueError(f"norm must be 'batch', 'layer' or None, got {self.norm!r}")

@@ -54,7 +54,8 @@ class ValidationScore(Callback):
     """Score the held-out rows with a scikit-learn scorer after every epoch.
 
     Records ``valid_score`` (greater is better, scikit-learn's convention)
-    in the net's history. Nothing is recorded in an epoch without
+    in the net's history, and ``valid_score_best`` (whether it is the best
+    so far). Nothing is recorded in an epoch without
     validation rows.
 
     Parameters
@@ -91,7 +92,10 @@ class ValidationScore(Callback):
         y = y if indices is None else y[np.asarray(indices)]
         estimator, y_true = self.decode(outputs, y)
         dummy = np.zeros((len(y_true), 1))
-        net.history.record("valid_score", float(self.scorer(estimator, dummy, y_true)))
+        score = float(self.scorer(estimator, dummy, y_true))
+        earlier = [s for s in net.history[:-1, "valid_score"]] if len(net.history) > 1 else []
+        net.history.record("valid_score", score)
+        net.history.record("valid_score_best", not earlier or score > max(earlier))
 
 
 def _decoder(estimator: Any) -> Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]:
