@@ -72,9 +72,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.model_selection import GroupKFold
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from mmsk import AudioFeatures, ImagePixels
+from mmsk import AudioFeatures, GroupStandardScaler, ImagePixels
 from mmsk.datasets import load_av_digits
 from mmsk.fusion import FusionClassifier  # imports torch now, not inside the first timed fit
 
@@ -131,6 +135,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="modality_dropout of the missing-modality models (also reported: 0)",
     )
     parser.add_argument("--loso", action="store_true", help="add leave-one-speaker-out CV")
+    parser.add_argument(
+        "--loso-only",
+        action="store_true",
+        help="only the leave-one-speaker-out comparison (mmsk default/tuned vs baselines)",
+    )
+    parser.add_argument(
+        "--tuned-estimators", type=int, default=3, help="networks averaged by 'mmsk tuned'"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per fit")
     parser.add_argument(
         "--cache", default=None, help="feature cache folder (default: <tmp>/mmsk-eval-av-digits)"
@@ -358,25 +370,99 @@ def missing_verdict(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def per_speaker_audio(X: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
+    """``X`` with the audio block standardised within each speaker (GroupStandardScaler).
+
+    Each speaker's statistics come from that speaker's own rows, labels
+    unused: at test time, the unlabelled clips of the new speaker.
+    """
+    audio = [c for c in X.columns if c.startswith("audio__")]
+    out = X.astype(np.float64)
+    out[audio] = GroupStandardScaler(min_group_size=2).fit_transform(X[audio], groups=groups)
+    return out
+
+
+LOSO_MODELS = (
+    "image only (mmsk default)",
+    "mmsk default",
+    "mmsk tuned",
+    "LogisticRegression",
+    "HistGradientBoosting",
+)
+
+
+def _loso_baseline(model: str):
+    if model == "LogisticRegression":
+        return GridSearchCV(
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+            {"logisticregression__C": [0.01, 0.1, 1.0]},
+            cv=3,
+        )
+    return HistGradientBoostingClassifier(random_state=0)
+
+
+def _tune(X_raw, X_group, y, groups, args, echo):
+    """Pick raw or per-speaker audio by leave-one-speaker-out CV on the training rows."""
+    inner = list(GroupKFold(len(np.unique(groups))).split(X_raw, y, groups))
+    scores = {}
+    for variant, X in (("raw audio", X_raw), ("per-speaker audio", X_group)):
+        fold_scores = []
+        for train, valid in inner:
+            clf = FusionClassifier(n_estimators=args.tuned_estimators, random_state=0, n_jobs=1)
+            clf.fit(X.iloc[train], y[train])
+            fold_scores.append(clf.score(X.iloc[valid], y[valid]))
+        scores[variant] = float(np.mean(fold_scores))
+    best = max(scores, key=scores.get)
+    echo(f"      inner CV: {', '.join(f'{k} {v:.3f}' for k, v in scores.items())} -> {best}")
+    return best
+
+
 def loso(data: dict, args: argparse.Namespace, echo) -> pd.DataFrame:
-    """Leave-one-speaker-out CV over train + test rows, one seed (random_state=0)."""
+    """Leave-one-speaker-out CV over train + test rows: mmsk default and tuned vs baselines.
+
+    The same features for every model. ``mmsk default`` is ``FusionClassifier()``
+    with its defaults; ``mmsk tuned`` chooses, by an inner leave-one-speaker-out
+    CV on the training speakers only, between the raw audio block and the audio
+    block standardised within each speaker (``GroupStandardScaler``), with
+    ``n_estimators=--tuned-estimators`` networks averaged.
+    """
     X = pd.concat([data["X_train"], data["X_test"]], ignore_index=True)
     y = np.concatenate([data["y_train"], data["y_test"]])
     groups = np.concatenate([data["groups_train"], data["groups_test"]])
-    n_splits = len(np.unique(groups))
-    folds = list(GroupKFold(n_splits).split(X, y, groups))
+    X_group = per_speaker_audio(X, groups)
+    image = columns_of(X, "image only")
+    folds = list(GroupKFold(len(np.unique(groups))).split(X, y, groups))
     rows = []
-    for model in MODELS:
-        cols = columns_of(X, model)
-        scores, times = [], []
+    for model in LOSO_MODELS:
+        scores, times, chosen = [], [], []
         for train, test in folds:
-            clf, fit_s = fit_timed(make_model(model, args, 0), X.iloc[train][cols], y[train])
-            scores.append(clf.score(X.iloc[test][cols], y[test]))
-            times.append(fit_s)
-        row = dict(model=model, accuracy=np.mean(scores), std=np.std(scores), fit_s=np.mean(times))
+            start = time.perf_counter()
+            X_fit, X_eval = X.iloc[train], X.iloc[test]
+            if model == "mmsk tuned":
+                variant = _tune(
+                    X.iloc[train], X_group.iloc[train], y[train], groups[train], args, echo
+                )
+                chosen.append(variant)
+                source = X_group if variant == "per-speaker audio" else X
+                X_fit, X_eval = source.iloc[train], source.iloc[test]
+                clf = FusionClassifier(n_estimators=args.tuned_estimators, random_state=0, n_jobs=1)
+            elif model.startswith("image only"):
+                X_fit, X_eval = X_fit[image], X_eval[image]
+                clf = FusionClassifier(random_state=0, n_jobs=1)
+            elif model == "mmsk default":
+                clf = FusionClassifier(random_state=0, n_jobs=1)
+            else:
+                clf = _loso_baseline(model)
+            clf.fit(X_fit, y[train])
+            scores.append(clf.score(X_eval, y[test]))
+            times.append(time.perf_counter() - start)
+            echo(f"    {model:<26} {groups[test][0]:<9} {scores[-1]:.3f}  {times[-1]:.1f} s")
+        row = dict(model=model, accuracy=np.mean(scores), fit_s=np.mean(times))
         row.update({str(groups[test][0]): s for (_, test), s in zip(folds, scores, strict=True)})
+        if chosen:
+            row["chosen"] = ", ".join(sorted(set(chosen)))
         rows.append(row)
-        echo(f"    {model:<18} mean over {n_splits} speakers {row['accuracy']:.3f}")
+        echo(f"    {model:<26} mean over {len(folds)} speakers {row['accuracy']:.3f}")
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -443,30 +529,35 @@ def main(argv: list[str] | None = None, echo=print) -> dict[str, pd.DataFrame]:
             f"{len(data['y_test'])} rows; features {data['X_train'].shape[1]} columns "
             f"({data['extract_s']:.1f} s)"
         )
-        section = time.perf_counter()
-        per_seed, fitted = evaluate_split(data, args, echo)
-        table = summarize(per_seed)
-        line = verdict(per_seed)
-        echo(f"\n{condition}: test accuracy on the held-out speaker (mean over seeds)")
-        echo(fmt(table))
-        echo(line)
-        echo(f"({condition}: held-out-speaker models took {time.perf_counter() - section:.0f} s)")
-        tables[f"{condition}: held-out speaker"] = table
-        notes.append(f"{condition} ({what}): {line}")
-
-        echo(f"\n  missing modalities ({condition}) ...")
-        section = time.perf_counter()
-        missing, _ = missing_modalities(data, fitted, args, echo)
-        echo(
-            f"\n{condition}: one modality missing in every test row (fused models; "
-            f"d_* = left modality minus its single-modality model; chance {CHANCE})"
-        )
-        echo(fmt(missing))
-        for line in missing_verdict(missing):
+        if args.loso_only:
+            args.loso = True
+        if not args.loso_only:
+            section = time.perf_counter()
+            per_seed, fitted = evaluate_split(data, args, echo)
+            table = summarize(per_seed)
+            line = verdict(per_seed)
+            echo(f"\n{condition}: test accuracy on the held-out speaker (mean over seeds)")
+            echo(fmt(table))
             echo(line)
-            notes.append(f"{condition} missing modality: {line}")
-        echo(f"({condition}: missing-modality part took {time.perf_counter() - section:.0f} s)")
-        tables[f"{condition}: missing modality"] = missing
+            echo(
+                f"({condition}: held-out-speaker models took {time.perf_counter() - section:.0f} s)"
+            )
+            tables[f"{condition}: held-out speaker"] = table
+            notes.append(f"{condition} ({what}): {line}")
+
+            echo(f"\n  missing modalities ({condition}) ...")
+            section = time.perf_counter()
+            missing, _ = missing_modalities(data, fitted, args, echo)
+            echo(
+                f"\n{condition}: one modality missing in every test row (fused models; "
+                f"d_* = left modality minus its single-modality model; chance {CHANCE})"
+            )
+            echo(fmt(missing))
+            for line in missing_verdict(missing):
+                echo(line)
+                notes.append(f"{condition} missing modality: {line}")
+            echo(f"({condition}: missing-modality part took {time.perf_counter() - section:.0f} s)")
+            tables[f"{condition}: missing modality"] = missing
 
         if args.loso:
             echo(f"\n  leave-one-speaker-out ({condition}) ...")

@@ -392,7 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="concat",
         help="concat (default), late, gated, attention or tensor (see docs/fusion.md)",
     )
-    fit.add_argument("--max-epochs", type=int, default=None, help="training epochs (default 20)")
+    fit.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="most training epochs (default 100; early stopping usually ends sooner)",
+    )
     fit.add_argument("--random-state", type=int, default=None, help="seed, for repeatable fits")
     fit.add_argument("--n-jobs", type=int, default=None, help="parallel feature extraction")
     fit.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.joblib)")
