@@ -299,7 +299,7 @@ class FusionBase(BaseEstimator):
     def _is_clf(self) -> bool:
         return self._net_class is NeuralNetClassifier
 
-    def _validation_fraction(self, y: np.ndarray, n_samples: int) -> tuple[float | None, bool]:
+    def _validation_plan(self, y: np.ndarray, n_samples: int) -> tuple[float | None, bool]:
         """Return the hold-out fraction and whether to stop early."""
         fraction = self.validation_fraction
         wanted = self.early_stopping
@@ -367,7 +367,7 @@ class FusionBase(BaseEstimator):
         means, scales = self._tower_inputs(prepared)
         self._set_layout_attributes(self._layout)
         module_kwargs = self._module_kwargs(n_outputs, means, scales)
-        fraction, stop_early = self._validation_fraction(y_train, n_samples)
+        fraction, stop_early = self._validation_plan(y_train, n_samples)
         self.early_stopping_ = stop_early
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)

@@ -81,6 +81,10 @@ class ValidationScore(Callback):
         self.scorer = scorer
         self.decode = decode
 
+    def on_train_begin(self, net: Any, **kwargs: Any) -> None:
+        """Forget the best score of an earlier fit."""
+        self.best_score_ = -np.inf
+
     def on_epoch_end(self, net: Any, dataset_valid: Any = None, **kwargs: Any) -> None:
         """Predict the validation rows and record their score."""
         if dataset_valid is None or len(dataset_valid) == 0:
@@ -93,9 +97,10 @@ class ValidationScore(Callback):
         estimator, y_true = self.decode(outputs, y)
         dummy = np.zeros((len(y_true), 1))
         score = float(self.scorer(estimator, dummy, y_true))
-        earlier = [s for s in net.history[:-1, "valid_score"]] if len(net.history) > 1 else []
+        is_best = score > self.best_score_
+        self.best_score_ = max(score, self.best_score_)
         net.history.record("valid_score", score)
-        net.history.record("valid_score_best", not earlier or score > max(earlier))
+        net.history.record("valid_score_best", is_best)
 
 
 def _decoder(estimator: Any) -> Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]:
@@ -128,9 +133,9 @@ def training_callbacks(
     Parameters
     ----------
     estimator : FusionClassifier or FusionRegressor
-        The estimator being fitted (its ``scoring``, ``n_iter_no_change``,
-        ``tol``, ``lr_schedule`` and, after target encoding, ``classes_``
-        or the target scaling).
+        The estimator being fitted (its ``scoring``, ``tol``,
+        ``lr_schedule``, ``max_epochs`` and, after target encoding,
+        ``classes_`` or the target scaling).
     validating : bool
         Whether rows are held out.
     early_stopping : bool
