@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
@@ -65,6 +66,15 @@ def _check_fraction(name: str, value: Any, *, open_low: bool = False) -> None:
     if not ok or (open_low and value == 0):
         interval = "(0, 1)" if open_low else "[0, 1)"
         raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
+
+
+def _accepts(function: Any, name: str) -> bool:
+    """Whether ``function`` (e.g. an optimizer class) takes the keyword ``name``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class RefreshBatchNorm(Callback):
@@ -372,7 +382,9 @@ class FusionBase(BaseEstimator):
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
         criterion = self._default_criterion if self.criterion is None else self.criterion
-        optimizer_kwargs = {"weight_decay": self.weight_decay, **(self.optimizer_kwargs or {})}
+        optimizer_kwargs = dict(self.optimizer_kwargs or {})
+        if _accepts(self.optimizer, "weight_decay"):
+            optimizer_kwargs.setdefault("weight_decay", self.weight_decay)
         nets = []
         for _ in range(self.n_estimators):
             seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)

@@ -89,7 +89,9 @@ _NETWORK = """\
     lr : float, default=1e-3
         Learning rate.
     weight_decay : float, default=0.01
-        Decoupled weight decay of the optimizer (AdamW's), on every weight.
+        The optimizer's ``weight_decay`` (AdamW's decoupled weight decay, on
+        every weight), when the optimizer takes one; ``optimizer_kwargs``
+        wins if it sets it too.
     lr_schedule : {"plateau", "cosine"} or None, default="plateau"
         ``"plateau"``: divide the learning rate by 3 when the monitored
         value (``valid_loss``, ``valid_score`` with ``scoring``, or

@@ -387,7 +387,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self._target_ndim = y.ndim
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
-        if self.standardize is not False:
+        if self.standardize is not False and self.standardize != "none":
             mean, scale = y2.mean(axis=0), y2.std(axis=0)
             scale[~(scale > 1e-12)] = 1.0
         else:

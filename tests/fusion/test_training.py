@@ -147,6 +147,23 @@ def test_weight_decay_reaches_the_optimizer():
     assert clf.fit(X, y).net_.optimizer_.param_groups[0]["weight_decay"] == 0.0
 
 
+def test_an_optimizer_without_weight_decay_still_trains():
+    class PlainSGD(torch.optim.SGD):
+        def __init__(self, params, lr):
+            super().__init__(params, lr=lr)
+
+    X, y = linear_problem(60)
+    clf = FusionClassifier(optimizer=PlainSGD, max_epochs=1, **QUICK).fit(X, y)
+    assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 0
+
+
+def test_regressor_standardize_none_equals_false():
+    X, _ = linear_problem(60)
+    target = 100.0 + X["a"][:, 0]
+    reg = FusionRegressor(standardize="none", max_epochs=1, **QUICK).fit(X, target)
+    assert_array_equal(reg.target_mean_, [0.0]) and assert_array_equal(reg.target_scale_, [1.0])
+
+
 # -- input scaling by kind -----------------------------------------------------------------
 
 
