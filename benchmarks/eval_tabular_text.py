@@ -144,7 +144,8 @@ def evaluate(name, loader, home, echo=print):
             dict(data=name, model=label, metric=metric, test=value, log_loss=loss, fit_s=seconds)
         )
         echo(
-            f"  {label:<22} test {metric} {value:.3f}  log-loss {loss:.3f}  {seconds:6.1f} s {chosen}"
+            f"  {label:<22} test {metric} {value:.3f}  log-loss {loss:.3f}  "
+            f"{seconds:6.1f} s {chosen}"
         )
     return rows
 
@@ -165,7 +166,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for r in table.itertuples():
         print(
-            f"| {r.data} ({r.metric}) | {r.model} | {r.test:.3f} | {r.log_loss:.3f} | {r.fit_s:.1f} |"
+            f"| {r.data} ({r.metric}) | {r.model} | {r.test:.3f} | {r.log_loss:.3f} "
+            f"| {r.fit_s:.1f} |"
         )
     return table
 
