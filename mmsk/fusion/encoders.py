@@ -320,8 +320,16 @@ def compact_tokens(ids: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, to
     """
     ids = torch.where(ids >= vocab_size, torch.full_like(ids, OOV_ID), ids)
     pad = ids == PAD_ID
-    order = torch.argsort(pad.to(torch.int32), dim=1, stable=True)
-    return ids.gather(1, order), (~pad).sum(dim=1)
+    token = (~pad).to(ids.dtype)
+    lengths = token.sum(dim=1)
+    # A stable sort of the padding flags, written as a permutation from running
+    # counts (a token goes after the tokens before it, a pad after the tokens
+    # and the pads before it): integer arithmetic that ONNX exports, unlike a
+    # stable sort.
+    token_slot = torch.cumsum(token, dim=1) - 1
+    pad_slot = lengths.unsqueeze(1) + torch.cumsum(1 - token, dim=1) - 1
+    slot = torch.where(pad, pad_slot, token_slot)
+    return torch.empty_like(ids).scatter_(1, slot, ids), lengths
 
 
 class RecurrentEncoder(nn.Module):
@@ -405,7 +413,12 @@ class RecurrentEncoder(nn.Module):
             batch_first=True,
             enforce_sorted=False,
         )
-        _, state = self.rnn(packed)
+        # the default initial state, made explicit: the TorchScript ONNX exporter
+        # fails on a one-layer packed RNN without it
+        h0 = self.embedding.weight.new_zeros(
+            self.rnn.num_layers * self.n_directions, ids.shape[0], self.rnn.hidden_size
+        )
+        _, state = self.rnn(packed, (h0, h0) if isinstance(self.rnn, nn.LSTM) else h0)
         if isinstance(state, tuple):  # LSTM: (h_n, c_n)
             state = state[0]
         last = state[-self.n_directions :].transpose(0, 1).reshape(ids.shape[0], -1)
