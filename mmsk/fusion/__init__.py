@@ -5,8 +5,9 @@ blocks (a dict of 2-D arrays, a DataFrame with ``name__`` column prefixes,
 or any 2-D input with ``modalities=``), put one tower per block (an MLP,
 or with ``towers=`` a trainable CNN, GRU, LSTM or transformer encoder from
 :mod:`mmsk.fusion.encoders`), fuse the towers (``"concat"``, ``"late"``,
-``"gated"``, ``"attention"``, ``"tensor"``) and train with skorch. Importing
-this package imports torch.
+``"gated"``, ``"attention"``, ``"tensor"``) and train with skorch. A fitted
+estimator exports its network to ONNX (``to_onnx``, ``onnx_inputs``; see
+:mod:`mmsk.fusion.export`). Importing this package imports torch.
 """
 
 from mmsk.fusion.estimators import FusionClassifier, FusionRegressor

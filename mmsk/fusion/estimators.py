@@ -24,6 +24,7 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 from mmsk.fusion._core import FusionBase
 from mmsk.fusion._docs import filled
+from mmsk.fusion.export import export_onnx, onnx_inputs
 
 __all__ = ["FusionClassifier", "FusionRegressor"]
 
@@ -257,6 +258,91 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def to_onnx(self, path: Any, *, opset: int | None = None) -> Any:
+        """Export the trained network to an ONNX model with explicit block inputs.
+
+        The graph takes ``x0, mask0, x1, mask1, ...`` (one value and one
+        presence mask per block of ``modalities_``; :meth:`onnx_inputs` makes
+        them from raw input) and outputs ``"probabilities"``, what
+        :meth:`predict_proba` returns (the average of the member nets when
+        ``n_estimators > 1``), with a dynamic batch axis. The input scaling
+        is in the graph. See :mod:`mmsk.fusion.export` and ``docs/export.md``.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write the model.
+        opset : int or None, default=None
+            The ONNX opset (at least 14); None: 17.
+
+        Returns
+        -------
+        path : str, path-like or binary file object
+            ``path``, as given.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ImportError
+            If the ``onnx`` package is missing (``pip install 'mmsk[onnx]'``).
+
+        Examples
+        --------
+        >>> import os, tempfile, pytest
+        >>> onnx, ort = pytest.importorskip("onnx"), pytest.importorskip("onnxruntime")
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = {"image": np.random.RandomState(0).normal(size=(40, 6)), "audio": np.ones((40, 2))}
+        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2, random_state=0)
+        >>> clf.fit(X, X["image"][:, 0] > 0).modalities_
+        ['image', 'audio']
+        >>> path = clf.to_onnx(os.path.join(tempfile.mkdtemp(), "fusion.onnx"))
+        >>> session = ort.InferenceSession(path)
+        >>> [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+        (['x0', 'mask0', 'x1', 'mask1'], ['probabilities'])
+        >>> (proba,) = session.run(None, clf.onnx_inputs(X))
+        >>> bool(np.allclose(proba, clf.predict_proba(X), atol=1e-5))
+        True
+        """
+        return export_onnx(self, path, opset=opset)
+
+    def onnx_inputs(self, X: Any) -> dict[str, np.ndarray]:
+        """Return the inputs of the exported graph (:meth:`to_onnx`) for ``X``.
+
+        ``X`` is checked, cut into blocks and masked as in
+        :meth:`predict_proba`: a row whose block is all-NaN (all padding for
+        token ids) lacks the modality, its mask is False and its values are
+        zero. Sparse blocks are densified. Scaling is left to the graph.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Input with the blocks seen in ``fit``.
+
+        Returns
+        -------
+        inputs : dict of str to ndarray
+            ``{"x0": ..., "mask0": ..., "x1": ..., ...}``, in the graph's
+            input order: ``x{i}`` of shape ``(n_samples, modality_dims_[name])``,
+            float32, or int64 for a sequence tower's token ids; ``mask{i}``
+            bool of shape ``(n_samples,)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = {"image": np.random.RandomState(0).normal(size=(40, 6)), "audio": np.ones((40, 2))}
+        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2).fit(X, X["image"][:, 0] > 0)
+        >>> X["audio"][1] = np.nan  # row 1 lacks the audio
+        >>> inputs = clf.onnx_inputs(X)
+        >>> [(name, a.dtype.name, a.shape) for name, a in inputs.items()][2:]
+        [('x1', 'float32', (40, 2)), ('mask1', 'bool', (40,))]
+        >>> inputs["mask1"][:3].tolist(), inputs["x1"][1].tolist()
+        ([True, False, True], [0.0, 0.0])
+        """
+        return onnx_inputs(self, X)
+
 
 @filled(
     target_scaling=", and each target likewise (predictions are scaled back)",
@@ -444,6 +530,85 @@ class FusionRegressor(RegressorMixin, FusionBase):
         """
         out = self._net_output(X) * self.target_scale_ + self.target_mean_
         return out.ravel() if self._target_ndim == 1 else out
+
+    def to_onnx(self, path: Any, *, opset: int | None = None) -> Any:
+        """Export the trained network to an ONNX model with explicit block inputs.
+
+        The graph takes ``x0, mask0, x1, mask1, ...`` (one value and one
+        presence mask per block of ``modalities_``; :meth:`onnx_inputs` makes
+        them from raw input) and outputs ``"predictions"`` (float64), what
+        :meth:`predict` returns: in the target's own scale (the inverse
+        target standardisation is in the graph), of shape ``(batch,)`` for a
+        1-D ``y`` in ``fit`` and ``(batch, n_outputs_)`` otherwise, the
+        average of the member nets when ``n_estimators > 1``. The batch axis
+        is dynamic, the input scaling is in the graph. See
+        :mod:`mmsk.fusion.export` and ``docs/export.md``.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write the model.
+        opset : int or None, default=None
+            The ONNX opset (at least 14); None: 17.
+
+        Returns
+        -------
+        path : str, path-like or binary file object
+            ``path``, as given.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ImportError
+            If the ``onnx`` package is missing (``pip install 'mmsk[onnx]'``).
+
+        Examples
+        --------
+        >>> import os, tempfile, pytest
+        >>> onnx, ort = pytest.importorskip("onnx"), pytest.importorskip("onnxruntime")
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionRegressor
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> reg = FusionRegressor(hidden_units=8, max_epochs=2).fit(X, 100 + 10 * X[:, 0])
+        >>> path = reg.to_onnx(os.path.join(tempfile.mkdtemp(), "fusion.onnx"))
+        >>> (pred,) = ort.InferenceSession(path).run(None, reg.onnx_inputs(X))
+        >>> pred.shape, bool(np.allclose(pred, reg.predict(X), rtol=1e-5))
+        ((40,), True)
+        """
+        return export_onnx(self, path, opset=opset)
+
+    def onnx_inputs(self, X: Any) -> dict[str, np.ndarray]:
+        """Return the inputs of the exported graph (:meth:`to_onnx`) for ``X``.
+
+        ``X`` is checked, cut into blocks and masked as in :meth:`predict`:
+        a row whose block is all-NaN (all padding for token ids) lacks the
+        modality, its mask is False and its values are zero. Sparse blocks
+        are densified. Scaling is left to the graph.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Input with the blocks seen in ``fit``.
+
+        Returns
+        -------
+        inputs : dict of str to ndarray
+            ``{"x0": ..., "mask0": ..., "x1": ..., ...}``, in the graph's
+            input order: ``x{i}`` of shape ``(n_samples, modality_dims_[name])``,
+            float32, or int64 for a sequence tower's token ids; ``mask{i}``
+            bool of shape ``(n_samples,)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionRegressor
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> reg = FusionRegressor(hidden_units=8, max_epochs=2).fit(X, X[:, 0])
+        >>> {name: a.shape for name, a in reg.onnx_inputs(X[:5]).items()}
+        {'x0': (5, 3), 'mask0': (5,)}
+        """
+        return onnx_inputs(self, X)
 
     def __sklearn_tags__(self) -> Tags:
         """Declare multi-output support on top of the shared tags."""
