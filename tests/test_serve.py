@@ -4,9 +4,13 @@ import base64
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +23,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
+from mmsk.cli import build_parser, main  # noqa: E402
 from mmsk.compose import make_multimodal_pipeline  # noqa: E402
 from mmsk.datasets import load_sample  # noqa: E402
 from mmsk.serve import create_app  # noqa: E402
@@ -337,3 +342,82 @@ def test_json_of_the_error_body_is_stable():
         "column": "img",
         "reason": "not valid base64",
     }
+
+
+# -- the command ------------------------------------------------------------------------
+def test_serve_parser_defaults_and_options(monkeypatch):
+    args = build_parser().parse_args(["serve", "m.mmsk"])
+    assert (args.host, args.port, args.workers, args.allow_dir) == ("127.0.0.1", 8000, None, None)
+    seen = {}
+    monkeypatch.setattr("mmsk.serve.serve", lambda path, **kw: seen.update(kw, path=path))
+    argv = ["serve", "m.mmsk", "--allow-dir", "a", "--allow-dir", "b", "--port", "9000"]
+    assert main([*argv, "--max-image-pixels", "5", "--max-audio-seconds", "1.5"]) == 0
+    assert seen["path"] == "m.mmsk" and seen["allow_dirs"] == ["a", "b"] and seen["port"] == 9000
+    assert (seen["max_image_pixels"], seen["max_audio_seconds"]) == (5, 1.5)
+
+
+def test_serve_without_fastapi_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["serve", "m.mmsk"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "mmsk[serve]" in err
+
+
+_STAND_IN_IO = """
+import sys, types, joblib
+io = types.ModuleType("mmsk.io")
+io.load = lambda path, *, trusted=False, map_location="cpu": joblib.load(path)
+io.read_card = lambda path: {"columns": [{"name": "x", "role": "numeric"}], "task": "regression"}
+sys.modules["mmsk.io"] = io
+"""
+
+
+def test_mmsk_serve_command_serves_a_model_file(tmp_path):
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit(pd.DataFrame({"x": [0.0, 1.0, 2.0]}), [1.0, 3.0, 5.0])
+    try:
+        from mmsk.io import save
+    except ImportError:  # mmsk.io is not on this branch yet: a stand-in reads joblib files
+        import joblib
+
+        path = tmp_path / "model.joblib"
+        joblib.dump(model, path)
+        prelude = _STAND_IN_IO
+    else:
+        path, prelude = save(model, tmp_path / "model.mmsk"), ""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = prelude + textwrap.dedent(
+        f"""
+        from mmsk.cli import main
+        sys.exit(main(["serve", {str(path)!r}, "--port", "{port}", "--log-level", "warning"]))
+        """
+    )
+    if not prelude:
+        code = "import sys\n" + code
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT) as http:
+            while True:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "mmsk serve did not start"
+                try:
+                    if http.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            answer = http.post("/predict", json={"records": [{"x": 3.0}]})
+            assert answer.json() == {"predictions": [pytest.approx(7.0)]}
+            assert http.get("/metadata").json()["task"] == "regression"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        proc.stderr.close()
