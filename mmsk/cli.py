@@ -357,9 +357,15 @@ def _add_serve(sub: Any) -> None:
     )
     serve.add_argument("model", metavar="MODEL", help="model file written by mmsk.io.save")
     serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     serve.add_argument(
-        "--workers", type=int, default=None, help="worker processes, one model each (default 1)"
+        "--port", type=int, default=8000, metavar="N", help="TCP port (default 8000)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes, one model each (default 1)",
     )
     serve.add_argument(
         "--allow-dir",
@@ -374,13 +380,21 @@ def _add_serve(sub: Any) -> None:
         ("--max-audio-seconds", float, limits.MAX_AUDIO_SECONDS, "longest audio clip"),
         ("--max-records", int, limits.MAX_RECORDS, "most records per request"),
     ]:
-        serve.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
+        serve.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            metavar="S" if kind is float else "N",
+            help=f"{what} (default {default})",
+        )
     serve.add_argument(
         "--trusted",
         action="store_true",
         help="load a model file that needs unpickling (runs its code: only files you trust)",
     )
-    serve.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
+    serve.add_argument(
+        "--log-level", default="info", metavar="LEVEL", help="uvicorn's log level (default info)"
+    )
     serve.set_defaults(func=_serve)
 
 
