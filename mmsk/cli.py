@@ -4,7 +4,8 @@
 file, builds a pipeline with :func:`mmsk.compose.make_multimodal_pipeline`
 from the column roles it is given, fits it and saves it with joblib;
 ``mmsk predict`` and ``mmsk evaluate`` load such a file and apply it to
-another CSV file. See ``docs/cli.md``.
+another CSV file. ``mmsk serve`` runs :func:`mmsk.serve.serve` (extra
+``serve``). See ``docs/cli.md`` and ``docs/serving.md``.
 
 A model file is a ``joblib`` dump of a dict: ``"pipeline"`` (the fitted
 :class:`~sklearn.pipeline.Pipeline`, usable from Python with
@@ -324,6 +325,79 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- serve -----------------------------------------------------------------------
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        allow_dirs=args.allow_dir or [],
+        max_request_bytes=args.max_request_bytes,
+        max_image_pixels=args.max_image_pixels,
+        max_audio_seconds=args.max_audio_seconds,
+        max_records=args.max_records,
+        trusted=args.trusted,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
+    from . import serve as limits  # the defaults; imports neither fastapi nor uvicorn
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve a saved model over HTTP (extra: pip install 'mmsk[serve]')",
+        description="Serve MODEL over HTTP: POST /predict and /predict_proba take JSON "
+        '{"records": [{column: value, ...}]}, with images and audio as {"base64": ...}. '
+        "GET /health, /metadata, /docs. See docs/serving.md.",
+    )
+    serve.add_argument("model", metavar="MODEL", help="model file written by mmsk.io.save")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=8000, metavar="N", help="TCP port (default 8000)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes, one model each (default 1)",
+    )
+    serve.add_argument(
+        "--allow-dir",
+        action="append",
+        metavar="DIR",
+        help="a directory whose files requests may name by path (repeatable; default: none, "
+        "paths are refused)",
+    )
+    for flag, kind, default, what in [
+        ("--max-request-bytes", int, limits.MAX_REQUEST_BYTES, "largest request body or file"),
+        ("--max-image-pixels", int, limits.MAX_IMAGE_PIXELS, "most pixels of an image"),
+        ("--max-audio-seconds", float, limits.MAX_AUDIO_SECONDS, "longest audio clip"),
+        ("--max-records", int, limits.MAX_RECORDS, "most records per request"),
+    ]:
+        serve.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            metavar="S" if kind is float else "N",
+            help=f"{what} (default {default})",
+        )
+    serve.add_argument(
+        "--trusted",
+        action="store_true",
+        help="load a model file that needs unpickling (runs its code: only files you trust)",
+    )
+    serve.add_argument(
+        "--log-level", default="info", metavar="LEVEL", help="uvicorn's log level (default info)"
+    )
+    serve.set_defaults(func=_serve)
+
+
 # -- parser ------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``mmsk`` command.
@@ -332,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
         The parser, one sub-command per job: ``demo``, ``fit``, ``predict``,
-        ``evaluate``.
+        ``evaluate``, ``serve``.
 
     Examples
     --------
@@ -427,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", metavar="DATA", help="CSV file with features and target")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.set_defaults(func=_evaluate)
+    _add_serve(sub)
     return parser
 
 
