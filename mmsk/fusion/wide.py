@@ -41,7 +41,7 @@ class WideLinear(nn.Module):
     >>> wide = WideLinear([3, 2], 4, use=[True, False])
     >>> out = wide({"x0": torch.ones(5, 3), "x1": torch.ones(5, 2)},
     ...            torch.ones(5, 2, dtype=torch.bool))
-    >>> out.shape, float(out.abs().sum())
+    >>> out.shape, float(out.detach().abs().sum())
     (torch.Size([5, 4]), 0.0)
     """
 
