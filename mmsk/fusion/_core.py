@@ -78,6 +78,10 @@ def _accepts(function: Any, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
+def _shapes(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+
+
 class RefreshBatchNorm(Callback):
     """At the end of training, recompute the encoders' batch-norm statistics.
 
@@ -523,12 +527,19 @@ class FusionBase(BaseEstimator):
         if not isinstance(records, list) or len(records) != len(seeds) or not records:
             raise ValueError(f"{type(self).__name__}: the nets do not match their description")
         device = resolve_device(_portable.load_device())
+        with torch.device("meta"):  # the net the file describes, without allocating it
+            shapes = _shapes(FusionModule(**self._net_spec["module"]).state_dict())
         nets = []
         for record, (shuffle_seed, split_seed) in zip(records, seeds, strict=True):
+            weights = _portable.weights_from_bytes(record["weights"])
+            if _shapes(weights) != shapes:  # so a damaged file cannot make us allocate more
+                raise ValueError(
+                    f"{type(self).__name__}: the weights do not fit the net the file describes"
+                )
             net = self._build_net(shuffle_seed, split_seed, device)
             with torch_seeded(0, device):  # random initial weights, overwritten below
                 net.initialize()
-            net.module_.load_state_dict(_portable.weights_from_bytes(record["weights"]))
+            net.module_.load_state_dict(weights)
             net.history = _portable.history_from_json(record["history"])
             nets.append(net)
         self.device_ = device
