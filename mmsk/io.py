@@ -135,8 +135,7 @@ def save(model: Any, path: str | os.PathLike[str], **card_extras: Any) -> Path:
     except ValueError:  # e.g. a fusion estimator fitted by an older mmsk
         raise
     except Exception as exc:  # noqa: BLE001 - skops: UnsupportedTypeException, TypeError, ...
-        where = _torch_object(model)
-        what = f"{where} is a torch object" if where else "skops cannot store one of its objects"
+        what = _culprit(model) or "skops cannot store one of its objects"
         raise ValueError(
             f"cannot save {name} in the safe format: {what} ({_reason(exc)}); {_SAFE_HINT}"
         ) from exc
@@ -160,14 +159,17 @@ _SAFE_HINT = (
 )
 
 
-def _torch_object(model: Any) -> str | None:
-    """Return where an estimator in ``model`` holds a torch object (e.g. a module), if one does."""
+def _culprit(model: Any) -> str | None:
+    """Say which object of ``model`` skops cannot store, for the objects we know of."""
     from mmsk._card import walk
 
     for where, est in walk(model):
+        name = f"{type(est).__name__}{f' ({where})' if where else ''}"
         for attr, value in vars(est).items():
+            if attr == "_metadata_request":
+                return f"{name} has set_*_request() routing requests, which skops cannot store"
             if type(value).__module__.split(".")[0] == "torch" and not isinstance(value, type):
-                return f"{where + '.' if where else ''}{attr} of {type(est).__name__}"
+                return f"{attr} of {name} is a torch object"
     return None
 
 

@@ -363,6 +363,12 @@ def test_saving_refuses_what_loading_would_not_trust(tmp_path):
         with pytest.raises(ValueError, match=f"cannot save .*({match})"):
             mmsk.save(model, tmp_path / "m.skops")
         assert not (tmp_path / "m.skops").exists()
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = LogisticRegression().set_fit_request(sample_weight=True)
+        with pytest.raises(ValueError, match=r"set_\*_request\(\) routing requests"):
+            mmsk.save(routed, tmp_path / "m.skops")
     # torch classes as parameter values are fine
     assert mmsk.load(mmsk.save(FusionRegressor(optimizer=torch.optim.SGD), tmp_path / "m.skops"))
 
