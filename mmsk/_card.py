@@ -135,26 +135,30 @@ def _check_roles(roles: Any) -> dict[str, list[str]]:
 
 
 def walk(obj: Any, where: str = "", seen: set[int] | None = None) -> Iterator[tuple[str, Any]]:
-    """Yield (attribute path, estimator) for every estimator reachable from ``obj``."""
+    """Yield (attribute path, estimator) for every estimator reachable from ``obj``.
+
+    The paths read like code: ``"steps[1][1]"``, ``"best_estimator_.steps[0][1]"``.
+    Estimators are followed through their ``__dict__``, lists, tuples and
+    dicts; a fusion estimator's nets are not entered.
+    """
     from sklearn.base import BaseEstimator
 
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
+    if not isinstance(obj, BaseEstimator | list | tuple | dict):
         return
-    if isinstance(obj, BaseEstimator):
-        seen.add(id(obj))
+    seen = set() if seen is None else seen
+    seen.add(id(obj))
+    attributes = isinstance(obj, BaseEstimator)
+    if attributes:
         yield where, obj
-        if not _is_fusion(obj):  # its nets are no estimators of ours
-            for name, value in vars(obj).items():
-                yield from walk(value, f"{where}.{name}" if where else name, seen)
-    elif isinstance(obj, list | tuple):
-        seen.add(id(obj))
-        for i, value in enumerate(obj):
-            yield from walk(value, f"{where}[{i}]", seen)
-    elif isinstance(obj, dict):
-        seen.add(id(obj))
-        for key, value in obj.items():
-            yield from walk(value, f"{where}[{key!r}]", seen)
+        if _is_fusion(obj):
+            return
+        children = vars(obj).items()
+    else:
+        children = enumerate(obj) if isinstance(obj, list | tuple) else obj.items()
+    for key, value in children:  # the path only for containers: a vocabulary costs little
+        if isinstance(value, BaseEstimator | list | tuple | dict) and id(value) not in seen:
+            path = (f"{where}.{key}" if where else key) if attributes else f"{where}[{key!r}]"
+            yield from walk(value, path, seen)
 
 
 def _is_fusion(obj: Any) -> bool:
