@@ -27,7 +27,18 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 import mmsk
 import mmsk.io
-from mmsk import FusionClassifier, FusionRegressor, ImageEncoder
+from mmsk import (
+    AudioFeatures,
+    FusionClassifier,
+    FusionRegressor,
+    GroupStandardScaler,
+    ImageEncoder,
+    ImageFeatures,
+    ImagePixels,
+    LogMelSpectrogram,
+    TfidfSVD,
+    TokenSequences,
+)
 from mmsk.cli import main
 from mmsk.compose import make_multimodal_pipeline
 from mmsk.datasets import load_sample
@@ -177,6 +188,26 @@ def test_grid_search_and_stacking_round_trips(blocks, tmp_path):
     assert loaded.best_params_ == search.best_params_
     paths = [f["path"] for f in loaded.model_card_["fusion"]]
     assert paths == ["best_estimator_.steps[1][1]"]
+
+
+def _extractors():
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 255, size=(4, 16, 16, 3)).astype("uint8")
+    waves = rng.normal(size=(4, 4000)).astype("float32")
+    texts = ["a red car", "blue sky", "red roses", None]
+    return [
+        (ImagePixels(size=(8, 8)), images), (ImageFeatures(), images),
+        (AudioFeatures(sr=8000, n_mfcc=4), waves), (LogMelSpectrogram(sr=8000), waves),
+        (TokenSequences(), texts), (TfidfSVD(n_components=2), texts),
+        (GroupStandardScaler(), rng.normal(size=(4, 2))),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("extractor, X", _extractors(), ids=lambda v: type(v).__name__)
+def test_extractors_round_trip(extractor, X, tmp_path):
+    extractor.fit(X)
+    loaded = mmsk.load(mmsk.save(extractor, tmp_path / "x.skops"))
+    assert np.array_equal(loaded.transform(X), extractor.transform(X), equal_nan=True)
 
 
 def test_embedders_reload_their_model_lazily(tmp_path):
