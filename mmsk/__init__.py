@@ -6,6 +6,9 @@ Per-modality feature extractors (:class:`ImagePixels`, :class:`AudioFeatures`,
 (:class:`FusionClassifier`, :class:`FusionRegressor`) into one
 :class:`~sklearn.pipeline.Pipeline`.
 
+:func:`save` and :func:`load` write and read safe model files
+(:mod:`mmsk.io`).
+
 Names are resolved lazily (PEP 562): ``import mmsk`` imports neither torch
 nor librosa; the first use of a name imports its module.
 """
@@ -32,8 +35,10 @@ _LAZY = {
     "GroupStandardScaler": "mmsk.preprocessing",
     "ItemError": "mmsk._items",
     "ItemWarning": "mmsk._base",
+    "save": "mmsk.io",
+    "load": "mmsk.io",
 }
-_SUBMODULES = ("datasets", "plotting")
+_SUBMODULES = ("datasets", "io", "plotting")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 

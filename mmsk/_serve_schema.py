@@ -250,6 +250,18 @@ def _card_roles(card_columns: Any) -> list[tuple[str, str, str | None]]:
     return out
 
 
+def _card_columns(card: Mapping[str, Any] | None) -> Any:
+    """Return the roles a card lists: ``columns``, else a mmsk.save card's ``inputs.roles``."""
+    if not card:
+        return None
+    if card.get("columns"):
+        return card["columns"]
+    roles = (card.get("inputs") or {}).get("roles")
+    if isinstance(roles, Mapping) and any(roles.values()):
+        return roles
+    return None
+
+
 def input_columns(model: Any, card: Mapping[str, Any] | None = None) -> list[ColumnSpec]:
     """Return the model's input columns, from ``card["columns"]`` or the fitted pipeline.
 
@@ -276,17 +288,18 @@ def input_columns(model: Any, card: Mapping[str, Any] | None = None) -> list[Col
     >>> [(c.name, c.role) for c in input_columns(None, card)]
     [('img', 'image'), ('age', 'numeric')]
     """
+    listed = _card_columns(card)
     try:
         fitted = {c.name: c for c in _columns_from_pipeline(model)}
     except ValueError:
-        if not card or not card.get("columns"):
+        if listed is None:
             raise
         fitted = {}
-    if not card or not card.get("columns"):
+    if listed is None:
         specs = list(fitted.values())
     else:
         specs = []
-        for name, role, description in _card_roles(card["columns"]):
+        for name, role, description in _card_roles(listed):
             known = fitted.get(name)
             if known is not None and known.role == role:
                 specs.append(ColumnSpec(**{**known.__dict__, "description": description}))

@@ -2,16 +2,20 @@
 
 ``mmsk demo`` runs :func:`mmsk.demo.run_demo`. ``mmsk fit`` reads a CSV
 file, builds a pipeline with :func:`mmsk.compose.make_multimodal_pipeline`
-from the column roles it is given, fits it and saves it with joblib;
-``mmsk predict`` and ``mmsk evaluate`` load such a file and apply it to
-another CSV file. ``mmsk serve`` runs :func:`mmsk.serve.serve` (extra
-``serve``). See ``docs/cli.md`` and ``docs/serving.md``.
+from the column roles it is given, fits it and saves it with
+:func:`mmsk.save`; ``mmsk predict`` and ``mmsk evaluate`` load such a file
+with :func:`mmsk.io.load_with_card` and apply it to another CSV file.
+``mmsk serve`` runs :func:`mmsk.serve.serve` (extra ``serve``). See
+``docs/cli.md`` and ``docs/serving.md``.
 
-A model file is a ``joblib`` dump of a dict: ``"pipeline"`` (the fitted
-:class:`~sklearn.pipeline.Pipeline`, usable from Python with
-``joblib.load(path)["pipeline"]``) and metadata (``"format"``,
-``"format_version"``, ``"mmsk_version"``, ``"task"``, ``"target"``,
-``"columns"``, ...). Loading it unpickles it: open only files you trust.
+A model file is a safe model file of :func:`mmsk.save` (``.skops`` by
+convention; usable from Python with ``mmsk.load(path)``): loading it runs no
+code from the file. Its model card (:func:`mmsk.io.read_card`) holds what the
+commands need: the column roles, the task, the target, the classes, and the
+training data's fingerprint, the training score and the fit time. Model
+files of an earlier ``mmsk fit`` (a ``joblib`` pickle of a dict) and other
+pickles load only with ``--trust-pickle``, since unpickling a file runs any
+code it holds. See ``docs/io.md``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,6 @@ from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-#: Tag of the model files that ``mmsk fit`` writes, and the layout version.
-MODEL_FORMAT = "mmsk-model"
-MODEL_FORMAT_VERSION = 1
 #: Integer-valued numeric targets with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 20
 _ROLES = ("image", "audio", "text", "numeric", "categorical")
@@ -111,50 +112,45 @@ def _roles(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 # -- model files ---------------------------------------------------------------
-def _save_model(model: dict[str, Any], path: str) -> None:
-    import joblib
+def _load_model(path: str, trust_pickle: bool, command: str) -> dict[str, Any]:
+    """Load a model file; return its pipeline and what its card says about the data."""
+    import warnings
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, out)
+    from .io import ModelFileError, load_with_card
 
-
-def _load_model(path: str) -> dict[str, Any]:
-    import joblib
-
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"no such model file: {path}")
-    not_ours = f"{path} is not a model file of `mmsk fit`"
-    try:
-        model = joblib.load(file)
-    except Exception as exc:  # noqa: BLE001 - whatever unpickling raises means "not ours"
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-        reason = reason if len(reason) <= 100 else reason[:97] + "..."
-        raise ValueError(
-            f"{not_ours}, or one of another mmsk version: cannot load it ({reason})"
-        ) from exc
-    if not isinstance(model, dict) or model.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{not_ours}: it holds a {type(model).__name__}, not an mmsk model")
-    saved, current = model.get("mmsk_version", "?"), _version()
-    if model.get("format_version") != MODEL_FORMAT_VERSION or _minor(saved) != _minor(current):
-        raise ValueError(
-            f"{path} was written by mmsk {saved} (model format "
-            f"{model.get('format_version')}); this is mmsk {current} (format "
-            f"{MODEL_FORMAT_VERSION}): refit it with `mmsk fit`, or use mmsk {saved}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipeline, card = load_with_card(path, trusted=trust_pickle)
+    for warning in caught:  # one line each; scikit-learn's own version warning repeats ours
+        if type(warning.message).__name__ != "InconsistentVersionWarning":
+            message = " ".join(str(warning.message).split())
+            print(f"mmsk {command}: warning: {message}", file=sys.stderr)
+    if card is None:
+        raise ModelFileError(f"{path} holds a {type(pipeline).__name__}, not an mmsk model")
+    inputs = card.get("inputs") or {}
+    roles = inputs.get("roles") or {}
+    columns = {role: list(roles.get(role) or []) for role in (*_ROLES, "other")}
+    if not roles:
+        columns["other"] = list(inputs.get("columns") or [])
+    if not any(columns.values()):
+        raise ModelFileError(f"{path}: its model card names no input columns")
+    if card.get("task") not in ("classification", "regression"):
+        raise ModelFileError(
+            f"{path} holds a {card.get('estimator')}, neither a classifier nor a regressor"
         )
-    return model
-
-
-def _minor(version: str) -> tuple[str, ...]:
-    return tuple(version.split(".")[:2])
+    return {
+        "pipeline": pipeline,
+        "task": card["task"],
+        "target": card.get("target"),
+        "columns": columns,
+    }
 
 
 def _features(model: dict[str, Any], path: str) -> Any:
     """Read ``path`` and return the frame, its feature columns checked, paths resolved."""
     frame = _read_csv(path)
     columns = model["columns"]
-    _check_columns(frame, [c for role in _ROLES for c in columns[role]], path)
+    _check_columns(frame, [c for cols in columns.values() for c in cols], path)
     paths = [c for role in _PATH_ROLES for c in columns[role]]
     return _resolve_paths(frame, paths, Path(path).resolve().parent)
 
@@ -162,9 +158,9 @@ def _features(model: dict[str, Any], path: str) -> Any:
 # -- fit -------------------------------------------------------------------------
 def _fit(args: argparse.Namespace) -> int:
     import pandas as pd
-    import sklearn
 
     from .compose import make_multimodal_pipeline
+    from .io import save
 
     roles = _roles(args)
     frame = _read_csv(args.data)
@@ -201,23 +197,19 @@ def _fit(args: argparse.Namespace) -> int:
     score = float(net.score(Xt, y))
 
     classes = net.classes_.tolist() if task == "classification" else None
-    model = {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "mmsk_version": _version(),
-        "sklearn_version": sklearn.__version__,
-        "pipeline": pipeline,
-        "task": task,
-        "target": args.target,
-        "columns": roles,
-        "classes": classes,
-        "n_rows": len(frame),
-        "train_score": score,
-        "fit_seconds": seconds,
-        "data": str(Path(args.data).resolve()),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    _save_model(model, args.out)
+    save(
+        pipeline,
+        args.out,
+        X=frame[features],
+        y=y,
+        roles=roles,
+        target=args.target,
+        task=task,
+        n_rows=len(frame),
+        train_score=score,
+        fit_seconds=seconds,
+        data=str(Path(args.data).resolve()),
+    )
 
     kind = f"{task}, {len(classes)} classes" if classes is not None else task
     print(f"data      {args.data}: {len(frame)} rows; target {args.target!r} ({kind})")
@@ -246,7 +238,7 @@ def _output_frame(frame: Any, id_column: str | None, path: str) -> Any:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.trust_pickle, "predict")
     pipeline = model["pipeline"]
     if args.proba and model["task"] != "classification":
         raise ValueError("--proba needs a classification model; this one is a regression")
@@ -300,9 +292,11 @@ def _metrics(model: dict[str, Any], X: Any, y: Any) -> dict[str, float | None]:
 def _evaluate(args: argparse.Namespace) -> int:
     import warnings
 
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.trust_pickle, "evaluate")
     X = _features(model, args.data)
     target = model["target"]
+    if target is None:
+        raise ValueError(f"{args.model}: its model card names no target column to score on")
     _check_columns(X, [target], args.data)
     y = _target(X, target, args.data)
     with warnings.catch_warnings():
@@ -339,7 +333,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_image_pixels=args.max_image_pixels,
         max_audio_seconds=args.max_audio_seconds,
         max_records=args.max_records,
-        trusted=args.trusted,
+        trusted=args.trust_pickle,
         log_level=args.log_level,
     )
     return 0
@@ -388,7 +382,7 @@ def _add_serve(sub: Any) -> None:
             help=f"{what} (default {default})",
         )
     serve.add_argument(
-        "--trusted",
+        "--trust-pickle",
         action="store_true",
         help="load a model file that needs unpickling (runs its code: only files you trust)",
     )
@@ -414,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["demo", "--cv", "3"]).cv
     3
     >>> args = build_parser().parse_args(
-    ...     ["fit", "train.csv", "--target", "label", "--image", "img", "--out", "m.joblib"]
+    ...     ["fit", "train.csv", "--target", "label", "--image", "img", "--out", "m.skops"]
     ... )
     >>> args.image, args.task, args.fusion
     (['img'], 'auto', 'concat')
@@ -474,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--random-state", type=int, default=None, help="seed, for repeatable fits")
     fit.add_argument("--n-jobs", type=int, default=None, help="parallel feature extraction")
-    fit.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.joblib)")
+    fit.add_argument(
+        "--out", required=True, metavar="MODEL", help="model file to write (e.g. model.skops)"
+    )
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser(
@@ -490,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--id", default=None, metavar="COL", help="copy this column of DATA as the first column"
     )
+    predict.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also load a pickle or joblib model file (an earlier mmsk fit's); unpickling "
+        "runs any code the file holds: only for files you trust",
+    )
     predict.set_defaults(func=_predict)
 
     evaluate = sub.add_parser(
@@ -500,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", metavar="MODEL", help="model file written by `mmsk fit`")
     evaluate.add_argument("data", metavar="DATA", help="CSV file with features and target")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="also load a pickle or joblib model file (an earlier mmsk fit's); unpickling "
+        "runs any code the file holds: only for files you trust",
+    )
     evaluate.set_defaults(func=_evaluate)
     _add_serve(sub)
     return parser
@@ -538,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
         return 1
     except (OSError, ValueError, ImportError) as exc:
-        print(f"mmsk {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the message
+        print(f"mmsk {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

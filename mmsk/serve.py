@@ -479,9 +479,10 @@ def create_app(
 
 # -- running it ----------------------------------------------------------------------
 def _load_app(model_path: str, *, trusted: bool = False, **options: Any) -> Any:
-    from mmsk.io import load, read_card
+    from mmsk.io import load_with_card
 
-    return create_app(load(model_path, trusted=trusted), card=read_card(model_path), **options)
+    model, card = load_with_card(model_path, trusted=trusted)
+    return create_app(model, card=card, **options)
 
 
 def _log_to_stderr() -> None:

@@ -88,7 +88,7 @@ def sample_csv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted(sample_csv, tmp_path_factory):
-    model = tmp_path_factory.mktemp("model") / "model.joblib"
+    model = tmp_path_factory.mktemp("model") / "model.skops"
     code, out, err = _run(
         ["fit", sample_csv, "--target", "label", "--image", "image", "--audio", "audio",
          "--text", "caption", "--categorical", "speaker", "--numeric", "take",
@@ -99,19 +99,22 @@ def fitted(sample_csv, tmp_path_factory):
 
 
 def test_fit_prints_a_summary_and_saves_model_and_metadata(fitted, sample_csv):
-    import joblib
-
     path, out = fitted
     assert "60 rows; target 'label' (classification, 10 classes)" in out
     for block in ("image", "audio", "caption", "numeric", "categorical"):
         assert f"block     {block}" in out
     assert "(3072 features)" in out and "training accuracy" in out and "3 epochs" in out
-    saved = joblib.load(path)
-    assert saved["format"] == "mmsk-model" and saved["task"] == "classification"
-    assert saved["mmsk_version"] == mmsk.__version__ and saved["target"] == "label"
-    assert saved["columns"]["image"] == ["image"] and saved["columns"]["numeric"] == ["take"]
-    assert saved["classes"] == list(range(10)) and saved["n_rows"] == 60
-    assert saved["pipeline"].named_steps["fusion"].max_epochs == 3
+    card = mmsk.io.read_card(path)
+    assert card["format"] == "mmsk-model" and card["task"] == "classification"
+    assert card["versions"]["mmsk"] == mmsk.__version__ and card["target"] == "label"
+    roles = card["inputs"]["roles"]
+    assert roles["image"] == ["image"] and roles["numeric"] == ["take"]
+    assert card["inputs"]["roles_source"] == "given"
+    assert card["classes"] == list(range(10)) and card["extra"]["n_rows"] == 60
+    frame = pd.read_csv(sample_csv)
+    features = ["image", "audio", "caption", "take", "speaker"]
+    assert card["training_data"]["sha256"] == mmsk.io.data_fingerprint(frame[features])
+    assert mmsk.load(path).named_steps["fusion"].max_epochs == 3
 
 
 def test_paths_are_relative_to_the_csv_not_the_working_directory(sample_csv, tmp_path):
@@ -121,12 +124,12 @@ def test_paths_are_relative_to_the_csv_not_the_working_directory(sample_csv, tmp
     try:
         code, _, err = _run(
             ["fit", sample_csv, "--target", "label", "--image", "image", "--max-epochs", "1",
-             "--out", "m.joblib"]
+             "--out", "m.skops"]
         )  # fmt: skip
     finally:
         os.chdir(cwd)
     assert code == 0, err
-    assert (tmp_path / "m.joblib").is_file()
+    assert (tmp_path / "m.skops").is_file()
 
 
 def test_predict_to_stdout_with_probabilities_and_ids(fitted, sample_csv):
@@ -174,7 +177,7 @@ def tabular_csv(tmp_path_factory):
 
 
 def test_regression_round_trip(tabular_csv, tmp_path):
-    model = tmp_path / "price.joblib"
+    model = tmp_path / "price.skops"
     code, out, err = _run(
         ["fit", tabular_csv, "--target", "price", "--numeric", "x", "--categorical", "colour",
          "--max-epochs", "5", "--random-state", "0", "--out", model]
@@ -190,7 +193,7 @@ def test_regression_round_trip(tabular_csv, tmp_path):
 
 
 def test_binary_classification_reports_roc_auc(tabular_csv, tmp_path):
-    model = tmp_path / "sold.joblib"
+    model = tmp_path / "sold.skops"
     code, _, err = _run(
         ["fit", tabular_csv, "--target", "sold", "--numeric", "x", "--max-epochs", "5",
          "--out", model]
@@ -207,7 +210,7 @@ def test_binary_classification_reports_roc_auc(tabular_csv, tmp_path):
 def test_fit_with_task_option_overrides_auto(tabular_csv, tmp_path):
     code, out, _ = _run(
         ["fit", tabular_csv, "--target", "sold", "--numeric", "x", "--task", "classification",
-         "--fusion", "late", "--max-epochs", "1", "--out", tmp_path / "m.joblib"]
+         "--fusion", "late", "--max-epochs", "1", "--out", tmp_path / "m.skops"]
     )  # fmt: skip
     assert code == 0 and "fusion 'late'" in out
 
@@ -225,29 +228,29 @@ def test_fit_with_task_option_overrides_auto(tabular_csv, tmp_path):
     ],
 )
 def test_fit_reports_user_errors_on_one_line(tabular_csv, tmp_path, capsys, extra, message):
-    code = main(["fit", str(tabular_csv), *extra, "--out", str(tmp_path / "m.joblib")])
+    code = main(["fit", str(tabular_csv), *extra, "--out", str(tmp_path / "m.skops")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("mmsk fit: error: ") and err.count("\n") == 1
     assert re.search(message, err)
-    assert not (tmp_path / "m.joblib").exists()
+    assert not (tmp_path / "m.skops").exists()
 
 
 def test_fit_reports_missing_files(tmp_path, tabular_csv):
     code, _, err = _run(["fit", tmp_path / "no.csv", "--target", "y", "--numeric", "x",
-                         "--out", tmp_path / "m.joblib"])  # fmt: skip
+                         "--out", tmp_path / "m.skops"])  # fmt: skip
     assert code == 2 and err == f"mmsk fit: error: no such data file: {tmp_path / 'no.csv'}\n"
     broken = tmp_path / "broken.csv"
     broken.write_text("image,label\nimages/gone.png,1\nimages/gone.png,2\n")
     code, _, err = _run(["fit", broken, "--target", "label", "--image", "image",
-                         "--out", tmp_path / "m.joblib"])  # fmt: skip
+                         "--out", tmp_path / "m.skops"])  # fmt: skip
     assert code == 2 and "image: row 0" in err and "images/gone.png'): file not found" in err
 
 
 def test_fit_rejects_missing_targets(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("x,y\n1,a\n2,\n3,b\n")
-    code, _, err = _run(["fit", data, "--target", "y", "--numeric", "x", "--out", "m.joblib"])
+    code, _, err = _run(["fit", data, "--target", "y", "--numeric", "x", "--out", "m.skops"])
     assert code == 2 and "target column 'y'" in err and "1 missing value(s) (data rows 1)" in err
 
 
@@ -261,17 +264,13 @@ def test_fit_requires_target_and_out(capsys):
 def test_model_file_errors(fitted, tabular_csv, sample_csv, tmp_path):
     import joblib
 
-    cases = {"a CSV": tabular_csv, "missing": tmp_path / "none.joblib"}
+    cases = {"a CSV": tabular_csv, "missing": tmp_path / "none.skops"}
     joblib.dump([1, 2], tmp_path / "list.joblib")
     cases["a list"] = tmp_path / "list.joblib"
-    old = dict(joblib.load(fitted[0]), mmsk_version="0.0.1")
-    joblib.dump(old, tmp_path / "old.joblib")
-    cases["old"] = tmp_path / "old.joblib"
     messages = {
-        "a CSV": "is not a model file of `mmsk fit`, or one of another mmsk version",
+        "a CSV": "is not an mmsk model file",
         "missing": "no such model file",
-        "a list": "it holds a list, not an mmsk model",
-        "old": r"written by mmsk 0\.0\.1 .*refit it with `mmsk fit`, or use mmsk 0\.0\.1",
+        "a list": r"is a pickle \(joblib\) file: unpickling it runs any code .*--trust-pickle",
     }
     for case, path in cases.items():
         for command in ("predict", "evaluate"):
@@ -279,6 +278,8 @@ def test_model_file_errors(fitted, tabular_csv, sample_csv, tmp_path):
             assert code == 2 and out == "", case
             assert err.startswith(f"mmsk {command}: error: ") and err.count("\n") == 1, err
             assert re.search(messages[case], err), (case, err)
+    code, _, err = _run(["predict", cases["a list"], sample_csv, "--trust-pickle"])
+    assert code == 2 and "holds a list, not an mmsk model" in err
 
 
 def test_predict_and_evaluate_check_the_data_columns(fitted, tabular_csv, sample_csv, tmp_path):

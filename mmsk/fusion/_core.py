@@ -27,6 +27,7 @@ from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 
+from mmsk import _portable
 from mmsk._torch import draw_seed, resolve_device, torch_seeded, torch_threads
 from mmsk.fusion._data import (
     BatchIterator,
@@ -75,6 +76,10 @@ def _accepts(function: Any, name: str) -> bool:
     except (TypeError, ValueError):
         return True
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _shapes(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in tensors.items()}
 
 
 class RefreshBatchNorm(Callback):
@@ -381,56 +386,73 @@ class FusionBase(BaseEstimator):
         self.early_stopping_ = stop_early
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
-        criterion = self._default_criterion if self.criterion is None else self.criterion
-        optimizer_kwargs = dict(self.optimizer_kwargs or {})
-        if _accepts(self.optimizer, "weight_decay"):
-            optimizer_kwargs.setdefault("weight_decay", self.weight_decay)
+        # what _build_net needs besides the parameters; kept to rebuild the nets on load
+        self._net_spec = {
+            "module": module_kwargs,
+            "net": net_kwargs,
+            "validation_fraction": fraction,
+            "n_iter_no_change": n_iter_no_change,
+            "seeds": [],
+        }
         nets = []
         for _ in range(self.n_estimators):
             seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
-            callbacks = list(copy.deepcopy(self.callbacks)) if self.callbacks else []
-            added, _, _ = training_callbacks(
-                self,
-                validating=fraction is not None,
-                early_stopping=stop_early,
-                n_iter_no_change=n_iter_no_change,
-            )
-            callbacks += added
-            if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
-                callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
-            train_split = None
-            if fraction is not None:
-                train_split = ValidSplit(
-                    fraction, stratified=self._is_clf(), random_state=split_seed
-                )
-            net = self._net_class(
-                module=FusionModule,
-                criterion=criterion,
-                optimizer=self.optimizer,
-                lr=self.lr,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                train_split=train_split,
-                callbacks=callbacks,
-                dataset=FusionDataset,
-                dataset__device=self.device_,
-                iterator_train=BatchIterator,
-                iterator_train__shuffle=True,
-                iterator_train__seed=shuffle_seed,
-                iterator_valid=BatchIterator,
-                iterator_valid__batch_size=max(self.batch_size, PREDICT_BATCH_SIZE),
-                device=self.device_,
-                verbose=self.verbose,
-                **{f"module__{key}": value for key, value in module_kwargs.items()},
-                **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
-                **net_kwargs,
-            )
+            self._net_spec["seeds"].append([shuffle_seed, split_seed])
+            net = self._build_net(shuffle_seed, split_seed, self.device_)
             with torch_threads(self.n_jobs), torch_seeded(seed, self.device_):
                 net.fit(prepared, y_train)
             nets.append(net)
         self.nets_ = nets
         self.net_ = nets[0]
         return self
+
+    def _build_net(self, shuffle_seed: int, split_seed: int, device: Any) -> Any:
+        """Return a new skorch net from the parameters and ``_net_spec`` (set in ``fit``)."""
+        spec = self._net_spec
+        fraction = spec["validation_fraction"]
+        criterion = self._default_criterion if self.criterion is None else self.criterion
+        optimizer_kwargs = dict(self.optimizer_kwargs or {})
+        if _accepts(self.optimizer, "weight_decay"):
+            optimizer_kwargs.setdefault("weight_decay", self.weight_decay)
+        callbacks = list(copy.deepcopy(self.callbacks)) if self.callbacks else []
+        added, _, _ = training_callbacks(
+            self,
+            validating=fraction is not None,
+            early_stopping=self.early_stopping_,
+            n_iter_no_change=spec["n_iter_no_change"],
+        )
+        callbacks += added
+        if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
+            callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
+        train_split = None
+        if fraction is not None:
+            train_split = ValidSplit(fraction, stratified=self._is_clf(), random_state=split_seed)
+        net_kwargs = {  # e.g. criterion__weight, kept as an array
+            key: torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+            for key, value in spec["net"].items()
+        }
+        return self._net_class(
+            module=FusionModule,
+            criterion=criterion,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            dataset=FusionDataset,
+            dataset__device=device,
+            iterator_train=BatchIterator,
+            iterator_train__shuffle=True,
+            iterator_train__seed=shuffle_seed,
+            iterator_valid=BatchIterator,
+            iterator_valid__batch_size=max(self.batch_size, PREDICT_BATCH_SIZE),
+            device=device,
+            verbose=self.verbose,
+            **{f"module__{key}": value for key, value in spec["module"].items()},
+            **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
+            **net_kwargs,
+        )
 
     def _net_output(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -440,8 +462,23 @@ class FusionBase(BaseEstimator):
             outputs = [np.asarray(net.predict_proba(prepared), dtype=np.float64) for net in nets]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0)
 
+    # -- state: pickle, and the portable state of mmsk.io (see mmsk._portable) -------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Return the state to pickle; the portable state inside :func:`_portable.saving`."""
+        state = super().__getstate__()
+        memo = _portable.saving_memo()
+        if memo is None:
+            return state
+        if id(self) not in memo:
+            memo[id(self)] = self._to_portable(state)
+        return memo[id(self)]
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled estimator; ``device_`` follows skorch's device mapping."""
+        """Restore a pickled or portable estimator; ``device_`` follows skorch's device mapping."""
+        if _portable.PORTABLE_KEY in state:
+            self._from_portable(state)
+            return
         super().__setstate__(state)
         if "net_" in self.__dict__:
             device = self.net_.device
@@ -449,6 +486,65 @@ class FusionBase(BaseEstimator):
             # where skorch mapped the net (e.g. CUDA -> CPU), the data go too
             for net in self.__dict__.get("nets_") or [self.net_]:
                 net.dataset__device = net.device
+
+    def _to_portable(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Return ``state`` with each skorch net replaced by its weights and history."""
+        state = dict(state)
+        nets = state.pop("nets_", None) or ([state["net_"]] if "net_" in state else None)
+        state.pop("net_", None)
+        records = None
+        if nets is not None:
+            if "_net_spec" not in state:
+                raise ValueError(
+                    f"this {type(self).__name__} was fitted by an older mmsk, which did not "
+                    "record how to rebuild its net; refit it to save it in the safe format"
+                )
+            records = [
+                {
+                    "weights": _portable.weights_to_bytes(net.module_),
+                    "history": _portable.history_to_json(net.history),
+                }
+                for net in nets
+            ]
+        state[_portable.PORTABLE_KEY] = {"version": _portable.PORTABLE_VERSION, "nets": records}
+        return state
+
+    def _from_portable(self, state: dict[str, Any]) -> None:
+        """Set ``state`` (from :meth:`_to_portable`) and rebuild the nets as ``fit`` built them."""
+        state = dict(state)
+        portable = state.pop(_portable.PORTABLE_KEY)
+        version = portable.get("version") if isinstance(portable, Mapping) else None
+        if version != _portable.PORTABLE_VERSION:
+            raise ValueError(
+                f"{type(self).__name__}: unknown portable state version {version!r} (this mmsk "
+                f"reads version {_portable.PORTABLE_VERSION})"
+            )
+        super().__setstate__(state)
+        records = portable.get("nets")
+        if records is None:
+            return
+        seeds = self._net_spec["seeds"]
+        if not isinstance(records, list) or len(records) != len(seeds) or not records:
+            raise ValueError(f"{type(self).__name__}: the nets do not match their description")
+        device = resolve_device(_portable.load_device())
+        with torch.device("meta"):  # the net the file describes, without allocating it
+            shapes = _shapes(FusionModule(**self._net_spec["module"]).state_dict())
+        nets = []
+        for record, (shuffle_seed, split_seed) in zip(records, seeds, strict=True):
+            weights = _portable.weights_from_bytes(record["weights"])
+            if _shapes(weights) != shapes:  # so a damaged file cannot make us allocate more
+                raise ValueError(
+                    f"{type(self).__name__}: the weights do not fit the net the file describes"
+                )
+            net = self._build_net(shuffle_seed, split_seed, device)
+            with torch_seeded(0, device):  # random initial weights, overwritten below
+                net.initialize()
+            net.module_.load_state_dict(weights)
+            net.history = _portable.history_from_json(record["history"])
+            nets.append(net)
+        self.device_ = device
+        self.nets_ = nets
+        self.net_ = nets[0]
 
     def __sklearn_tags__(self) -> Tags:
         """Declare sparse and dict input; NaN only as a whole missing block."""

@@ -103,26 +103,37 @@ class ValidationScore(Callback):
         net.history.record("valid_score_best", is_best)
 
 
-def _decoder(estimator: Any) -> Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]:
-    if hasattr(estimator, "classes_"):
-        classes = estimator.classes_
+class _ClassDecoder:
+    """Outputs -> (stand-in classifier, true labels); a class so that nets pickle."""
 
-        def decode(outputs: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
-            proba = outputs / outputs.sum(axis=1, keepdims=True)
-            return _OutputsClassifier(classes, proba), classes[y.astype(np.int64)]
+    def __init__(self, classes: np.ndarray) -> None:
+        self.classes = classes
 
-        return decode
-    mean, scale = estimator.target_mean_, estimator.target_scale_
-    one_d = estimator._target_ndim == 1
+    def __call__(self, outputs: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+        proba = outputs / outputs.sum(axis=1, keepdims=True)
+        return _OutputsClassifier(self.classes, proba), self.classes[y.astype(np.int64)]
 
-    def decode(outputs: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
-        values = outputs * scale + mean
-        truth = np.asarray(y, dtype=np.float64).reshape(len(y), -1) * scale + mean
-        if one_d:
+
+class _TargetDecoder:
+    """Outputs -> (stand-in regressor, true targets), in the target's units."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, one_d: bool) -> None:
+        self.mean, self.scale, self.one_d = mean, scale, one_d
+
+    def __call__(self, outputs: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+        values = outputs * self.scale + self.mean
+        truth = np.asarray(y, dtype=np.float64).reshape(len(y), -1) * self.scale + self.mean
+        if self.one_d:
             values, truth = values.ravel(), truth.ravel()
         return _OutputsRegressor(values), truth
 
-    return decode
+
+def _decoder(estimator: Any) -> Callable[[np.ndarray, np.ndarray], tuple[Any, np.ndarray]]:
+    if hasattr(estimator, "classes_"):
+        return _ClassDecoder(estimator.classes_)
+    return _TargetDecoder(
+        estimator.target_mean_, estimator.target_scale_, estimator._target_ndim == 1
+    )
 
 
 def training_callbacks(

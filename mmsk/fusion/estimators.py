@@ -178,7 +178,8 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         net_kwargs: dict[str, Any] = {"classes": list(range(len(classes)))}
         if self.class_weight is not None:
             weight = compute_class_weight(self.class_weight, classes=classes, y=y)
-            net_kwargs["criterion__weight"] = torch.as_tensor(weight, dtype=torch.float32)
+            # an array here (plain data in a saved model); _build_net makes it a tensor
+            net_kwargs["criterion__weight"] = np.asarray(weight, dtype=np.float32)
         return y_encoded.astype(np.int64), len(classes), net_kwargs
 
     def fit(self, X: Any, y: Any) -> FusionClassifier:

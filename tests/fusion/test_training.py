@@ -1,5 +1,7 @@
 """Early stopping, scoring, schedules, input scaling, the wide path and seed ensembles."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,6 +65,9 @@ def test_scoring_records_valid_score_and_early_stopping_watches_it():
     # the recorded score is the estimator's own f1 on the held-out rows
     split = clf.net_.get_split_datasets(*_prepared(clf, X, y))[1]
     assert split is not None and len(split) == 40
+    # the scoring callback pickles with the net
+    again = pickle.loads(pickle.dumps(clf))
+    assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
 
 
 def _prepared(clf, X, y):
