@@ -23,6 +23,7 @@ from skorch.callbacks import Callback
 
 from mmsk import GroupStandardScaler, make_multimodal_pipeline
 from mmsk.fusion import FusionClassifier, FusionRegressor
+from mmsk.fusion._data import block_stats, channel_stats
 
 # Full batch, no batch norm, no dropout, no early stopping: nothing but the
 # weights tells a weighted fit from one on repeated rows.
@@ -88,7 +89,8 @@ def test_weighted_regressor_ensemble_and_sparse_block_equal_repeated_rows():
     X, _, weight = data()
     X["b"] = sparse.csr_matrix(np.where(X["b"] > 0.5, X["b"], 0.0))  # a sparse block
     y = np.c_[3 * X["a"][:, 0] + 10, X["a"][:, 1]]  # two targets, off-centre
-    params = dict(EXACT, n_estimators=2)  # every member net gets the weights
+    # every member net gets the weights; standardize=True scales the sparse block too
+    params = dict(EXACT, n_estimators=2, standardize=True)
     weighted = FusionRegressor(**params).fit(X, y, sample_weight=weight)
     Xr = {"a": X["a"].repeat(weight, axis=0), "b": X["b"][np.repeat(np.arange(90), weight)]}
     repeated = FusionRegressor(**params).fit(Xr, y.repeat(weight, axis=0))
@@ -147,6 +149,27 @@ def test_criterion_without_reduction_is_refused_with_weights():
         FusionClassifier(criterion=Loss, **FAST).fit(X, y, sample_weight=weight)
 
 
+def test_weighted_statistics_are_those_of_repeated_rows():
+    rng = np.random.RandomState(0)
+    weight = rng.randint(0, 4, size=30).astype(float)
+    dense = rng.normal(size=(30, 8)).astype(np.float32)
+    mask = np.ones((30, 2), bool)
+    mask[3, 1] = False  # a row without block 1
+    rows = np.repeat(np.arange(30), weight.astype(int))
+    prepared = {"x0": dense, "x1": sparse.csr_matrix(np.where(dense > 0.3, dense, 0)), "mask": mask}
+    repeated = {k: v[rows] for k, v in prepared.items()}
+    for rules in (["standard", "standard"], ["auto", "auto"]):
+        got = block_stats(prepared, 2, rules, sample_weight=weight)
+        want = block_stats(repeated, 2, rules)
+        for a, b in zip(got[0] + got[1], want[0] + want[1], strict=True):
+            assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    got = channel_stats(prepared, 0, (2, 2, 2), sample_weight=weight)
+    assert_allclose(got, channel_stats(repeated, 0, (2, 2, 2)), rtol=1e-5)
+    # all the weight on row 3, which lacks block 1: block 1 has no row to learn from
+    with pytest.raises(ValueError, match="block 1 .* every training row of positive sample_weight"):
+        block_stats(prepared, 2, sample_weight=np.eye(30)[3])
+
+
 # -- weighted validation --------------------------------------------------------------------
 
 
@@ -201,7 +224,7 @@ def test_groups_hold_out_whole_groups():
     assert len(held_out) == 3 and not held_out & trained  # ceil(0.25 * 12) whole groups
     assert len(split.valid_) + len(split.train_) == 120
     assert clf.early_stopping_ and "valid_loss" in clf.history_[-1]
-    # another seed holds out other groups; members of an ensemble differ too
+    # another seed holds out other groups
     other = FusionClassifier(callbacks=[("record", RecordSplit())], **{**params, "random_state": 3})
     assert set(groups[split_of(other.fit(X, y, groups=groups)).valid_]) != held_out
 
@@ -341,7 +364,7 @@ def test_history_is_the_first_nets_history_and_pickles():
     # an estimator pickled before history_ existed gets it on load
     state = clf.__getstate__()
     del state["history_"]
-    old = FusionRegressor.__new__(FusionClassifier)
+    old = FusionClassifier.__new__(FusionClassifier)
     old.__setstate__(state)
     assert old.history_ is old.net_.history
     reg = FusionRegressor(**FAST).fit(X, X["a"][:, 0])
