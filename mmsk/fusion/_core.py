@@ -40,6 +40,14 @@ from mmsk.fusion._data import (
     scaling_rule,
 )
 from mmsk.fusion._training import LR_SCHEDULES, training_callbacks
+from mmsk.fusion._weights import (
+    SAMPLE_WEIGHT,
+    GroupValidSplit,
+    WeightedNetClassifier,
+    WeightedNetRegressor,
+    check_fit_groups,
+    check_fit_sample_weight,
+)
 from mmsk.fusion.blocks import BlockLayout, find_layout, is_dict, resolve_towers
 from mmsk.fusion.encoders import SEQUENCE_KINDS
 from mmsk.fusion.modules import FUSIONS, FusionModule
@@ -103,6 +111,13 @@ class FusionBase(BaseEstimator):
     """What the classifier and the regressor share: input, net, training."""
 
     _net_class: type = NeuralNetRegressor
+
+    # Metadata routing: ``sample_weight`` is unrequested (scikit-learn's
+    # default: set_fit_request(sample_weight=True) to route it), ``groups``
+    # is not requested, so that routing ``groups`` to a CV splitter or a
+    # GroupStandardScaler goes on working unchanged; set_fit_request(
+    # groups=True) asks for a grouped validation split.
+    __metadata_request__fit = {"groups": False}
 
     def _check_params(self) -> None:
         if self.fusion not in FUSIONS:
@@ -287,12 +302,15 @@ class FusionBase(BaseEstimator):
                 )
         return [name in self.wide for name in names]
 
-    def _tower_inputs(self, prepared: dict[str, Any]) -> tuple[list[Any] | None, list[Any] | None]:
+    def _tower_inputs(
+        self, prepared: dict[str, Any], sample_weight: np.ndarray | None = None
+    ) -> tuple[list[Any] | None, list[Any] | None]:
         """Fill in the vocabulary sizes; return the input scaling of each block.
 
         MLP towers scale each feature by the block's rule (see
         ``standardize``), conv towers standardise each channel, and sequence
-        towers take their token ids as they are.
+        towers take their token ids as they are. With ``sample_weight`` the
+        statistics are weighted.
         """
         for i, (kind, options) in enumerate(self._towers):
             if kind in SEQUENCE_KINDS and options["vocab_size"] is None:
@@ -301,12 +319,12 @@ class FusionBase(BaseEstimator):
         rules = self._scaling_rules()
         if all(rule == "none" for rule in rules):
             return None, None
-        means, scales = block_stats(prepared, len(self._towers), rules)
+        means, scales = block_stats(prepared, len(self._towers), rules, sample_weight)
         for i, (kind, options) in enumerate(self._towers):
             if kind in SEQUENCE_KINDS:
                 means[i] = scales[i] = None
             elif kind == "conv" and rules[i] != "none":
-                means[i], scales[i] = channel_stats(prepared, i, options["shape"])
+                means[i], scales[i] = channel_stats(prepared, i, options["shape"], sample_weight)
         return means, scales
 
     # -- training --------------------------------------------------------------------------
@@ -314,8 +332,15 @@ class FusionBase(BaseEstimator):
     def _is_clf(self) -> bool:
         return self._net_class is NeuralNetClassifier
 
-    def _validation_plan(self, y: np.ndarray, n_samples: int) -> tuple[float | None, bool]:
-        """Return the hold-out fraction and whether to stop early."""
+    def _validation_plan(
+        self, y: np.ndarray, n_samples: int, groups: np.ndarray | None = None
+    ) -> tuple[float | None, bool]:
+        """Return the hold-out fraction and whether to stop early.
+
+        With ``groups`` the held-out rows are whole groups
+        (:class:`GroupValidSplit`), so the split needs enough groups
+        rather than every class on both sides.
+        """
         fraction = self.validation_fraction
         wanted = self.early_stopping
         if wanted is False:
@@ -324,7 +349,12 @@ class FusionBase(BaseEstimator):
         n_valid = int(np.ceil(planned * n_samples))
         n_train = n_samples - n_valid
         reason = None
-        if self._is_clf():
+        if groups is not None:
+            reason = GroupValidSplit.check(planned, groups)
+            if reason is None:
+                n_groups = len(np.unique(groups))
+                n_valid = int(n_samples * np.ceil(planned * n_groups) / n_groups)
+        elif self._is_clf():
             counts = np.bincount(y)
             if n_valid < len(counts) or n_train < len(counts) or counts.min() < 2:
                 reason = (
@@ -361,7 +391,7 @@ class FusionBase(BaseEstimator):
             "wide": self._wide_blocks(),
         }
 
-    def _fit(self, X: Any, y: Any) -> FusionBase:
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> FusionBase:
         self._check_params()
         n_iter_no_change = self.n_iter_no_change
         if self.patience != "deprecated":
@@ -373,41 +403,54 @@ class FusionBase(BaseEstimator):
             )
             n_iter_no_change = self.patience
         prepared, y = self._prepare(X, y, fit=True)
-        y_train, n_outputs, net_kwargs = self._encode_target(y)
         n_samples = prepared["mask"].shape[0]
+        weight = check_fit_sample_weight(sample_weight, n_samples)
+        groups = check_fit_groups(groups, n_samples)
+        y_train, n_outputs, net_kwargs = self._encode_target(y, weight)
         if n_samples < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 samples to train, got n_samples=1"
             )
-        means, scales = self._tower_inputs(prepared)
+        means, scales = self._tower_inputs(prepared, weight)
         self._set_layout_attributes(self._layout)
         module_kwargs = self._module_kwargs(n_outputs, means, scales)
-        fraction, stop_early = self._validation_plan(y_train, n_samples)
+        fraction, stop_early = self._validation_plan(y_train, n_samples, groups)
         self.early_stopping_ = stop_early
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
+        weighted = weight is not None
+        data = prepared
+        if weighted:
+            data, net_kwargs = self._weighted(prepared, weight, net_kwargs)
         # what _build_net needs besides the parameters; kept to rebuild the nets on load
         self._net_spec = {
             "module": module_kwargs,
             "net": net_kwargs,
             "validation_fraction": fraction,
             "n_iter_no_change": n_iter_no_change,
+            "weighted": weighted,
             "seeds": [],
         }
         nets = []
         for _ in range(self.n_estimators):
             seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
             self._net_spec["seeds"].append([shuffle_seed, split_seed])
-            net = self._build_net(shuffle_seed, split_seed, self.device_)
+            net = self._build_net(shuffle_seed, split_seed, self.device_, groups=groups)
             with torch_threads(self.n_jobs), torch_seeded(seed, self.device_):
-                net.fit(prepared, y_train)
+                net.fit(data, y_train)
             nets.append(net)
         self.nets_ = nets
         self.net_ = nets[0]
+        self.history_ = self.net_.history
         return self
 
-    def _build_net(self, shuffle_seed: int, split_seed: int, device: Any) -> Any:
-        """Return a new skorch net from the parameters and ``_net_spec`` (set in ``fit``)."""
+    def _build_net(
+        self, shuffle_seed: int, split_seed: int, device: Any, *, groups: Any = None
+    ) -> Any:
+        """Return a new skorch net from the parameters and ``_net_spec`` (set in ``fit``).
+
+        ``groups`` (in ``fit`` only) makes the validation split hold out whole groups.
+        """
         spec = self._net_spec
         fraction = spec["validation_fraction"]
         criterion = self._default_criterion if self.criterion is None else self.criterion
@@ -425,13 +468,18 @@ class FusionBase(BaseEstimator):
         if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
             callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
         train_split = None
-        if fraction is not None:
+        if fraction is not None and groups is not None:
+            train_split = GroupValidSplit(fraction, groups, random_state=split_seed)
+        elif fraction is not None:
             train_split = ValidSplit(fraction, stratified=self._is_clf(), random_state=split_seed)
         net_kwargs = {  # e.g. criterion__weight, kept as an array
             key: torch.as_tensor(value) if isinstance(value, np.ndarray) else value
             for key, value in spec["net"].items()
         }
-        return self._net_class(
+        net_class = self._net_class
+        if spec.get("weighted"):
+            net_class = WeightedNetClassifier if self._is_clf() else WeightedNetRegressor
+        return net_class(
             module=FusionModule,
             criterion=criterion,
             optimizer=self.optimizer,
@@ -453,6 +501,25 @@ class FusionBase(BaseEstimator):
             **{f"optimizer__{key}": value for key, value in optimizer_kwargs.items()},
             **net_kwargs,
         )
+
+    def _weighted(
+        self, prepared: dict[str, Any], weight: np.ndarray, net_kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the data and the net arguments of a weighted fit."""
+        criterion = self._default_criterion if self.criterion is None else self.criterion
+        if not _accepts(criterion, "reduction"):
+            raise ValueError(
+                f"sample_weight needs a criterion that takes reduction='none' (per-row "
+                f"losses, weighted by mmsk); {getattr(criterion, '__name__', criterion)!r} "
+                "does not"
+            )
+        if callable(self.scoring) and not _accepts(self.scoring, "sample_weight"):
+            raise ValueError(
+                "with sample_weight, a callable scoring must take sample_weight= (the "
+                "held-out rows' weights), as scikit-learn's scorers do"
+            )
+        data = {**prepared, SAMPLE_WEIGHT: weight.astype(np.float32)}
+        return data, {**net_kwargs, "criterion__reduction": "none"}
 
     def _net_output(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -486,12 +553,14 @@ class FusionBase(BaseEstimator):
             # where skorch mapped the net (e.g. CUDA -> CPU), the data go too
             for net in self.__dict__.get("nets_") or [self.net_]:
                 net.dataset__device = net.device
+            self.__dict__.setdefault("history_", self.net_.history)  # (pickled before history_)
 
     def _to_portable(self, state: dict[str, Any]) -> dict[str, Any]:
         """Return ``state`` with each skorch net replaced by its weights and history."""
         state = dict(state)
         nets = state.pop("nets_", None) or ([state["net_"]] if "net_" in state else None)
         state.pop("net_", None)
+        state.pop("history_", None)  # the first net's history, stored with the nets
         records = None
         if nets is not None:
             if "_net_spec" not in state:
@@ -545,6 +614,7 @@ class FusionBase(BaseEstimator):
         self.device_ = device
         self.nets_ = nets
         self.net_ = nets[0]
+        self.history_ = self.net_.history
 
     def __sklearn_tags__(self) -> Tags:
         """Declare sparse and dict input; NaN only as a whole missing block."""

@@ -28,6 +28,8 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
+from mmsk.fusion._weights import weighted_moments
+
 __all__ = [
     "BatchIterator",
     "FusionDataset",
@@ -177,7 +179,10 @@ def _token_ids(block: np.ndarray, name: str, cols: Any) -> np.ndarray:
 
 
 def channel_stats(
-    prepared: dict[str, Any], i: int, shape: Sequence[int]
+    prepared: dict[str, Any],
+    i: int,
+    shape: Sequence[int],
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of an image-like block, per feature.
 
@@ -192,6 +197,8 @@ def channel_stats(
         The block.
     shape : (int, int, int)
         ``(C, H, W)`` of one row, channels first.
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        Row weights: weighted moments over the present rows of positive weight.
 
     Returns
     -------
@@ -208,9 +215,15 @@ def channel_stats(
     >>> mean.tolist(), scale.tolist()
     ([2.0, 2.0, 10.0, 10.0], [1.4142135381698608, 1.4142135381698608, 1.0, 1.0])
     """
-    block = prepared[block_key(i)][prepared[MASK][:, i]]
+    rows = prepared[MASK][:, i]
+    if sample_weight is not None:
+        rows = rows & (sample_weight > 0)
+    block = prepared[block_key(i)][rows]
     n_channels, size = int(shape[0]), int(shape[1]) * int(shape[2])
-    if sparse.issparse(block):
+    if sample_weight is not None:
+        mean, var = weighted_moments(block, sample_weight[rows])
+        square = var + mean**2
+    elif sparse.issparse(block):
         mean, var = mean_variance_axis(block.astype(np.float64), axis=0)
         square = var + mean**2
     else:
@@ -305,7 +318,10 @@ def scaling_rule(value: Any, name: str) -> str:
 
 
 def block_stats(
-    prepared: dict[str, Any], n_blocks: int, rules: Sequence[str] | None = None
+    prepared: dict[str, Any],
+    n_blocks: int,
+    rules: Sequence[str] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-feature shift and scale of each block over its present rows, by rule.
 
@@ -328,6 +344,9 @@ def block_stats(
         Number of blocks.
     rules : sequence of str or None, default=None
         One rule per block; None: ``"standard"`` for every block.
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        Row weights: the moments are weighted, over the present rows of
+        positive weight (integer weights give the moments of repeated rows).
 
     Returns
     -------
@@ -359,8 +378,11 @@ def block_stats(
     for i in range(n_blocks):
         block = prepared[block_key(i)]
         present = mask[:, i]
+        if sample_weight is not None:
+            present = present & (sample_weight > 0)
         if not present.any():
-            raise ValueError(f"block {i} is missing (all-NaN) in every training row")
+            weighted = "" if sample_weight is None else " of positive sample_weight"
+            raise ValueError(f"block {i} is missing (all-NaN) in every training row{weighted}")
         rule = rules[i]
         width = block.shape[1]
         if rule == "none" or (rule == "auto" and sparse.issparse(block)):
@@ -369,7 +391,10 @@ def block_stats(
             continue
         if not present.all():
             block = block[present]
-        if sparse.issparse(block):
+        if sample_weight is not None:
+            mean, var = weighted_moments(block, sample_weight[present])
+            std = np.sqrt(var)
+        elif sparse.issparse(block):
             mean, var = mean_variance_axis(block.astype(np.float64), axis=0)
             std = np.sqrt(var)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -189,26 +190,68 @@ _ATTRIBUTES = """\
         The first of ``nets_``, the trained skorch net: ``net_.history`` (per-epoch ``train_loss``,
         ``valid_loss``, ...), ``net_.module_`` (the :class:`torch.nn.Module`),
         ``net_.callbacks_``, ``net_.save_params``.
+    history_ : skorch.History
+        The training history, skorch's ``net_.history`` (the same object):
+        one row per epoch with ``train_loss``, ``valid_loss`` (when rows are
+        held out), ``valid_score`` (with ``scoring``), ``dur``, ...; e.g.
+        ``history_[:, "valid_loss"]``. With ``n_estimators > 1`` it is the
+        first net's; the others are ``nets_[i].history``.
     device_ : str or torch.device
         The device the net is on."""
 
 
+_FIT_METADATA = """\
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weights of the rows. The loss is the weighted mean of the per-row
+            losses.{class_weights} The input{weighted_target} standardisation
+            is weighted; the validation loss and ``scoring`` use the held-out
+            rows' weights (the split is the one without weights). Finite and
+            non-negative; a zero weight makes a row count for nothing; uniform
+            weights give the unweighted fit. Integer weights give the fit on
+            repeated rows, up to float rounding with ``batch_size=-1``, no
+            batch norm and no dropout (see ``docs/fusion.md``). Every member
+            net of ``n_estimators`` gets them. Routed on request:
+            ``set_fit_request(sample_weight=True)``.
+        groups : array-like of shape (n_samples,) or None, default=None
+            Group labels (speaker, patient, site, ...). When rows are held out
+            (early stopping or ``validation_fraction``), whole groups are:
+            ``ceil(validation_fraction * n_groups)`` of them (0.1 by default),
+            so that early stopping measures how the net does on groups it has
+            not seen; this split is not stratified. Unused without a hold-out.
+            Routed on request only (``set_fit_request(groups=True)``), so that
+            ``groups`` meant for a CV splitter or a
+            :class:`~mmsk.GroupStandardScaler` do not change the net's split."""
+
+
 def fill(doc: str, **extra: str) -> str:
-    """Replace ``{network}``, ``{tail}``, ``{attributes}`` and ``extra`` keys in ``doc``."""
+    """Replace ``{network}``, ``{tail}``, ``{attributes}``, ``{fit_metadata}``, ``extra`` keys."""
     network = _NETWORK
     for key, value in extra.items():
         network = network.replace("{" + key + "}", value)
-    for key, value in {"network": network, "tail": _TAIL, "attributes": _ATTRIBUTES}.items():
+    fit_metadata = _FIT_METADATA
+    for key, value in extra.items():
+        fit_metadata = fit_metadata.replace("{" + key + "}", value)
+    texts = {
+        "network": network,
+        "tail": _TAIL,
+        "attributes": _ATTRIBUTES,
+        "fit_metadata": fit_metadata,
+    }
+    for key, value in texts.items():
         # the placeholder sits indented like a parameter; the text brings its own indent
-        doc = doc.replace("    {" + key + "}", value).replace("{" + key + "}", value)
+        doc = re.sub(r"^ *\{" + key + r"\}", lambda _, text=value: text, doc, flags=re.MULTILINE)
+        doc = doc.replace("{" + key + "}", value)
     return doc
 
 
 def filled(**extra: str) -> Callable[[T], T]:
-    """Class decorator: :func:`fill` the class docstring."""
+    """Class decorator: :func:`fill` the docstrings of the class and of its ``fit``."""
 
     def decorate(cls: T) -> T:
         cls.__doc__ = fill(cls.__doc__ or "", **extra)
+        fit = vars(cls).get("fit")
+        if fit is not None and fit.__doc__:
+            fit.__doc__ = fill(fit.__doc__, **extra)
         return cls
 
     return decorate

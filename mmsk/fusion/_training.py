@@ -19,6 +19,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import check_scoring
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
+from mmsk.fusion._weights import SAMPLE_WEIGHT
+
 __all__ = ["LR_SCHEDULES", "ValidationScore", "training_callbacks"]
 
 #: The values of ``lr_schedule``.
@@ -56,7 +58,8 @@ class ValidationScore(Callback):
     Records ``valid_score`` (greater is better, scikit-learn's convention)
     in the net's history, and ``valid_score_best`` (whether it is the best
     so far). Nothing is recorded in an epoch without
-    validation rows.
+    validation rows. When the rows carry weights (``fit(...,
+    sample_weight=w)``), the scorer gets the held-out rows' weights.
 
     Parameters
     ----------
@@ -96,7 +99,14 @@ class ValidationScore(Callback):
         y = y if indices is None else y[np.asarray(indices)]
         estimator, y_true = self.decode(outputs, y)
         dummy = np.zeros((len(y_true), 1))
-        score = float(self.scorer(estimator, dummy, y_true))
+        weight = getattr(base, "X", None)
+        weight = weight.get(SAMPLE_WEIGHT) if isinstance(weight, dict) else None
+        if weight is None:
+            score = float(self.scorer(estimator, dummy, y_true))
+        else:  # the held-out rows' weights
+            weight = np.asarray(weight, dtype=np.float64)
+            weight = weight if indices is None else weight[np.asarray(indices)]
+            score = float(self.scorer(estimator, dummy, y_true, sample_weight=weight))
         is_best = score > self.best_score_
         self.best_score_ = max(score, self.best_score_)
         net.history.record("valid_score", score)

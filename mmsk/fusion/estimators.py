@@ -30,6 +30,8 @@ __all__ = ["FusionClassifier", "FusionRegressor"]
 
 
 @filled(
+    class_weights="\n            ``class_weight`` multiplies in, as in scikit-learn.",
+    weighted_target="",
     target_scaling="",
     criterion=":class:`torch.nn.CrossEntropyLoss`; the module outputs logits",
     split=", stratified by class",
@@ -163,7 +165,9 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _encode_target(self, y: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _encode_target(
+        self, y: Any, sample_weight: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int, dict[str, Any]]:
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
@@ -174,15 +178,27 @@ class FusionClassifier(ClassifierMixin, FusionBase):
                 f"FusionClassifier needs samples of at least 2 classes in y; got 1 class "
                 f"({classes[0]!r})"
             )
+        if sample_weight is not None:
+            weighted = np.unique(y_encoded[sample_weight > 0])
+            if len(weighted) < 2:
+                raise ValueError(
+                    "FusionClassifier needs positive sample_weight on samples of at least 2 "
+                    f"classes; all the weight is on class {classes[weighted[0]].tolist()!r}"
+                )
         self.classes_ = classes
         net_kwargs: dict[str, Any] = {"classes": list(range(len(classes)))}
         if self.class_weight is not None:
-            weight = compute_class_weight(self.class_weight, classes=classes, y=y)
+            weight = compute_class_weight(
+                self.class_weight, classes=classes, y=y, sample_weight=sample_weight
+            )
+            weight[~np.isfinite(weight)] = 1.0  # a class of zero total weight counts nothing
             # an array here (plain data in a saved model); _build_net makes it a tensor
             net_kwargs["criterion__weight"] = np.asarray(weight, dtype=np.float32)
         return y_encoded.astype(np.int64), len(classes), net_kwargs
 
-    def fit(self, X: Any, y: Any) -> FusionClassifier:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None
+    ) -> FusionClassifier:
         """Find the modality blocks, build the skorch net and train it.
 
         Parameters
@@ -191,6 +207,7 @@ class FusionClassifier(ClassifierMixin, FusionBase):
             Training input, numeric. NaN only as whole missing blocks.
         y : array-like of shape (n_samples,)
             Class labels (int, str, ...).
+        {fit_metadata}
 
         Returns
         -------
@@ -205,8 +222,11 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         >>> clf = FusionClassifier(hidden_units=8, max_epochs=2, random_state=0)
         >>> clf.fit(X, X[:, 0] > 0).classes_
         array([False,  True])
+        >>> weight = np.where(X[:, 1] > 0, 2.0, 1.0)
+        >>> clf.fit(X, X[:, 0] > 0, sample_weight=weight).history_[-1, "epoch"]
+        2
         """
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight=sample_weight, groups=groups)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Return class probabilities.
@@ -346,6 +366,8 @@ class FusionClassifier(ClassifierMixin, FusionBase):
 
 
 @filled(
+    class_weights="",
+    weighted_target=" and target",
     target_scaling=", and each target likewise (predictions are scaled back)",
     criterion=":class:`torch.nn.MSELoss`",
     split="",
@@ -467,14 +489,21 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _encode_target(self, y: Any) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _encode_target(
+        self, y: Any, sample_weight: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int, dict[str, Any]]:
         if sparse.issparse(y):
             raise ValueError("FusionRegressor needs a dense y; got a sparse matrix")
         y = np.asarray(y, dtype=np.float64)
         self._target_ndim = y.ndim
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
-        if self.standardize is not False and self.standardize != "none":
+        scaled = self.standardize is not False and self.standardize != "none"
+        if scaled and sample_weight is not None:
+            mean = np.average(y2, axis=0, weights=sample_weight)
+            scale = np.sqrt(np.average(np.square(y2 - mean), axis=0, weights=sample_weight))
+            scale[~(scale > 1e-12)] = 1.0
+        elif scaled:
             mean, scale = y2.mean(axis=0), y2.std(axis=0)
             scale[~(scale > 1e-12)] = 1.0
         else:
@@ -482,7 +511,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self.target_mean_, self.target_scale_ = mean, scale
         return ((y2 - mean) / scale).astype(np.float32), self.n_outputs_, {}
 
-    def fit(self, X: Any, y: Any) -> FusionRegressor:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> FusionRegressor:
         """Find the modality blocks, build the skorch net and train it.
 
         Parameters
@@ -491,6 +520,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
             Training input, numeric. NaN only as whole missing blocks.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
+        {fit_metadata}
 
         Returns
         -------
@@ -504,8 +534,12 @@ class FusionRegressor(RegressorMixin, FusionBase):
         >>> X = np.random.RandomState(0).normal(size=(40, 3))
         >>> FusionRegressor(hidden_units=8, max_epochs=2).fit(X, X[:, :2]).n_outputs_
         2
+        >>> groups = np.repeat(np.arange(8), 5)  # e.g. 8 speakers
+        >>> reg = FusionRegressor(hidden_units=8, max_epochs=2, validation_fraction=0.25)
+        >>> "valid_loss" in reg.fit(X, X[:, 0], groups=groups).history_[-1]
+        True
         """
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight=sample_weight, groups=groups)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict the targets.
