@@ -89,6 +89,34 @@ def _fold_scores(cv_results: dict[str, Any], index: int, n_splits: int) -> np.nd
     return np.array([cv_results[f"split{k}_test_score"][index] for k in range(n_splits)])
 
 
+class _GridProgress:
+    """A scorer for GridSearchCV that reports each candidate once its folds are scored.
+
+    ``GridSearchCV`` fits candidate by candidate, fold by fold, when it runs
+    in one process; after every ``n_splits`` scores this echoes the mean of
+    the candidate just finished. The score is ``estimator.score`` (accuracy),
+    what ``scoring=None`` would use. Used only when the search runs in one
+    process (a worker's echo would not be seen).
+    """
+
+    def __init__(self, names: list[str], n_splits: int, echo: Any) -> None:
+        self.names, self.n_splits, self.echo = names, n_splits, echo
+        self.scores: list[float] = []
+        self.start = time.perf_counter()
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        score = float(estimator.score(X, y))
+        self.scores.append(score)
+        done, rest = divmod(len(self.scores), self.n_splits)
+        if rest == 0 and done <= len(self.names):
+            mean = float(np.mean(self.scores[-self.n_splits :]))
+            seconds = time.perf_counter() - self.start
+            name = f"fused: {self.names[done - 1]}"
+            self.echo(f"    {name:<18} accuracy {mean:.3f}  ({seconds:.0f} s)")
+            self.start = time.perf_counter()
+        return score
+
+
 def run_demo(
     *,
     data_home: str | Path | None = None,
@@ -152,22 +180,28 @@ def run_demo(
     scores: dict[str, np.ndarray] = {}
     rows = []
     for modality in ("image", "audio"):
-        echo(f"  cross-validating the {modality}-only network ...")
+        start = time.perf_counter()
         model = make_demo_model((modality,), cache=cache, **network)
         result = cross_validate(model, X, y, groups=groups, cv=folds, n_jobs=n_jobs)
+        echo(
+            f"    {modality + ' only':<18} accuracy {result['test_score'].mean():.3f}  "
+            f"({time.perf_counter() - start:.0f} s)"
+        )
         scores[f"{modality} only"] = result["test_score"]
         rows.append((f"{modality} only", result["test_score"], result["fit_time"].mean()))
 
-    echo(f"  GridSearchCV over fusion in {list(FUSION_METHODS)} ...")
+    echo(f"  GridSearchCV over fusion in {list(FUSION_METHODS)}:")
     search = GridSearchCV(
         make_demo_model(cache=cache, **network),
         {"fusion__fusion": list(FUSION_METHODS)},
+        # progress lines only in one process: a worker's echo would not be seen
+        scoring=_GridProgress(list(FUSION_METHODS), cv, echo) if n_jobs in (None, 1) else None,
         cv=folds,
         n_jobs=n_jobs,
     )
     start = time.perf_counter()
     search.fit(X, y, groups=groups)
-    echo(f"  ... {time.perf_counter() - start:.0f} s")
+    echo(f"  ... GridSearchCV took {time.perf_counter() - start:.0f} s")
     results = search.cv_results_
     for i, params in enumerate(results["params"]):
         name = f"fused: {params['fusion__fusion']}"
