@@ -36,6 +36,17 @@ extractors emit for a missing item), then with the whole audio block NaN. Each
 is compared with the single-modality model of the modality that is left.
 Chance is 0.1.
 
+Audio features: ``--audio embedder`` replaces ``AudioFeatures`` by
+``AudioEmbedder.from_openwakeword(pooling=--pooling)``: the speech embedding
+that ``openwakeword==0.4.0`` ships as ONNX (96 values per 0.78 s window, mean
+pooled by default; its models are CC BY-NC-SA 4.0 and not part of mmsk: install
+the package to run this). ``--models`` keeps some of the models above (e.g.
+``"audio only,fused: concat"``; the missing-modality part needs all seven),
+``--no-missing`` skips the missing-modality part, and ``--baselines`` adds
+LogisticRegression (standardised, ``C`` by 3-fold CV on the training rows) and
+``FusionClassifier()`` with its defaults, on audio alone and on image + audio,
+scored on the held-out speaker.
+
 Optional: ``--loso`` adds leave-one-speaker-out cross-validation over all
 3,000 pairs (``GroupKFold(6)`` on the speakers), on the features above,
 comparing ``FusionClassifier()`` with its defaults (fused, and on the image
@@ -57,6 +68,8 @@ Run
     MMSK_DATA=/work/shared/data python benchmarks/eval_av_digits.py --out av_digits.md
     python benchmarks/eval_av_digits.py --data-home /work/shared/data --loso
     python benchmarks/eval_av_digits.py --quick        # smoke run: 300 pairs, 2 epochs
+    python benchmarks/eval_av_digits.py --audio embedder --conditions clean --seeds 1 \
+        --models "audio only,fused: concat" --baselines   # the pretrained speech embedding
 
 ``--out`` writes every table: markdown for ``.md``, one long CSV (a ``table``
 column says which) for ``.csv``. Torch runs ``--threads`` threads per fit (1 by
@@ -81,7 +94,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mmsk import AudioFeatures, GroupStandardScaler, ImagePixels
+from mmsk import AudioEmbedder, AudioFeatures, GroupStandardScaler, ImagePixels
 from mmsk.datasets import load_av_digits
 from mmsk.fusion import FusionClassifier  # imports torch now, not inside the first timed fit
 
@@ -137,6 +150,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.3,
         help="modality_dropout of the missing-modality models (also reported: 0)",
     )
+    parser.add_argument(
+        "--audio",
+        choices=("features", "embedder"),
+        default="features",
+        help="audio block: AudioFeatures (default) or AudioEmbedder.from_openwakeword() "
+        "(needs openwakeword==0.4.0, whose models are CC BY-NC-SA 4.0)",
+    )
+    parser.add_argument(
+        "--pooling", default="mean", help="--audio embedder: comma-separated pooling (mean)"
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help="comma-separated models of the held-out-speaker table (default: all seven)",
+    )
+    parser.add_argument(
+        "--no-missing", action="store_true", help="skip the missing-modality comparison"
+    )
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="add LogisticRegression and FusionClassifier() defaults on audio and image+audio",
+    )
     parser.add_argument("--loso", action="store_true", help="add leave-one-speaker-out CV")
     parser.add_argument(
         "--loso-only",
@@ -170,7 +206,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--conditions: unknown {sorted(unknown)}; use clean, degraded")
     if args.cache is None:
         args.cache = str(Path(tempfile.gettempdir()) / "mmsk-eval-av-digits")
+    args.models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = sorted(set(args.models) - set(MODELS))
+    if unknown or not args.models:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    args.pooling = [p.strip() for p in args.pooling.split(",") if p.strip()]
     return args
+
+
+def audio_extractor(args: argparse.Namespace):
+    """The audio block's extractor: AudioFeatures, or the openwakeword speech embedding."""
+    if args.audio == "embedder":
+        return AudioEmbedder.from_openwakeword(pooling=args.pooling, memory=args.cache)
+    return AudioFeatures(sr=8000, n_fft=512, hop_length=128, memory=args.cache)
 
 
 # --------------------------------------------------------------------------- data
@@ -191,11 +239,7 @@ def load_condition(args: argparse.Namespace, condition: str) -> dict[str, Any]:
     features = ColumnTransformer(
         [
             ("image", ImagePixels(size=(28, 28), mode="L", memory=args.cache), "image"),
-            (
-                "audio",
-                AudioFeatures(sr=8000, n_fft=512, hop_length=128, memory=args.cache),
-                "audio",
-            ),
+            ("audio", audio_extractor(args), "audio"),
         ]
     ).set_output(transform="pandas")
     start = time.perf_counter()
@@ -260,7 +304,7 @@ def fit_timed(clf, X, y):
 def evaluate_split(data: dict, args: argparse.Namespace, echo) -> tuple[pd.DataFrame, dict]:
     """Fit every model for every seed on train; score on the held-out speaker."""
     rows, fitted = [], {}
-    for model in MODELS:
+    for model in args.models:
         cols = columns_of(data["X_train"], model)
         for seed in range(args.seeds):
             clf, fit_s = fit_timed(
@@ -296,6 +340,8 @@ def verdict(per_seed: pd.DataFrame) -> str:
     table = summarize(per_seed)
     single = table.loc[[m for m in table.index if m.endswith(" only")], "accuracy"]
     fused = table.loc[[m for m in table.index if m.startswith("fused")], "accuracy"]
+    if single.empty or fused.empty:
+        return "no verdict: it needs a single-modality and a fused model (see --models)"
     best_single, best_fused = single.idxmax(), fused.idxmax()
     by_seed = per_seed.pivot(index="seed", columns="model", values="accuracy")
     wins = int((by_seed[best_fused] > by_seed[best_single]).sum())
@@ -469,6 +515,23 @@ def loso(data: dict, args: argparse.Namespace, echo) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def baselines(data: dict, args: argparse.Namespace, echo) -> pd.DataFrame:
+    """LogisticRegression and FusionClassifier() defaults, audio alone and image + audio."""
+    rows = []
+    audio = columns_of(data["X_train"], "audio only")
+    for inputs, cols in (("audio", audio), ("image + audio", list(data["X_train"].columns))):
+        for model in ("LogisticRegression", "FusionClassifier()"):
+            if model == "LogisticRegression":
+                clf = _loso_baseline(model)
+            else:
+                clf = FusionClassifier(random_state=0, n_jobs=args.threads)
+            clf, fit_s = fit_timed(clf, data["X_train"][cols], data["y_train"])
+            acc = clf.score(data["X_test"][cols], data["y_test"])
+            rows.append(dict(inputs=inputs, model=model, accuracy=acc, fit_s=fit_s))
+            echo(f"    {inputs:<14} {model:<20} accuracy {acc:.3f}  ({fit_s:.1f} s)")
+    return pd.DataFrame(rows).set_index(["inputs", "model"])
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -514,7 +577,8 @@ def main(argv: list[str] | None = None, echo=print) -> dict[str, pd.DataFrame]:
     start = time.perf_counter()
     echo(
         f"AV-digits from {args.data_home}; split='speaker' (held out: theo); "
-        f"{args.seeds} seed(s); max_epochs={args.epochs}; torch threads={args.threads}"
+        f"{args.seeds} seed(s); max_epochs={args.epochs}; torch threads={args.threads}; "
+        f"audio block: {type(audio_extractor(args)).__name__}"
         + ("; QUICK smoke run (300 pairs)" if args.quick else "")
     )
     tables: dict[str, pd.DataFrame] = {}
@@ -548,19 +612,30 @@ def main(argv: list[str] | None = None, echo=print) -> dict[str, pd.DataFrame]:
             tables[f"{condition}: held-out speaker"] = table
             notes.append(f"{condition} ({what}): {line}")
 
-            echo(f"\n  missing modalities ({condition}) ...")
-            section = time.perf_counter()
-            missing, _ = missing_modalities(data, fitted, args, echo)
-            echo(
-                f"\n{condition}: one modality missing in every test row (fused models; "
-                f"d_* = left modality minus its single-modality model; chance {CHANCE})"
-            )
-            echo(fmt(missing))
-            for line in missing_verdict(missing):
-                echo(line)
-                notes.append(f"{condition} missing modality: {line}")
-            echo(f"({condition}: missing-modality part took {time.perf_counter() - section:.0f} s)")
-            tables[f"{condition}: missing modality"] = missing
+            if args.no_missing or set(args.models) != set(MODELS):
+                echo("\n  (missing modalities skipped: --no-missing, or not every model run)")
+            else:
+                echo(f"\n  missing modalities ({condition}) ...")
+                section = time.perf_counter()
+                missing, _ = missing_modalities(data, fitted, args, echo)
+                echo(
+                    f"\n{condition}: one modality missing in every test row (fused models; "
+                    f"d_* = left modality minus its single-modality model; chance {CHANCE})"
+                )
+                echo(fmt(missing))
+                for line in missing_verdict(missing):
+                    echo(line)
+                    notes.append(f"{condition} missing modality: {line}")
+                took = time.perf_counter() - section
+                echo(f"({condition}: missing-modality part took {took:.0f} s)")
+                tables[f"{condition}: missing modality"] = missing
+
+        if args.baselines:
+            echo(f"\n  baselines on the same features ({condition}) ...")
+            table = baselines(data, args, echo)
+            echo(f"\n{condition}: baselines, test accuracy on the held-out speaker")
+            echo(fmt(table))
+            tables[f"{condition}: baselines"] = table
 
         if args.loso:
             echo(f"\n  leave-one-speaker-out ({condition}) ...")

@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AudioFeatures": "mmsk.audio",
     "LogMelSpectrogram": "mmsk.audio",
+    "AudioEmbedder": "mmsk.audio_embed",
     "ImagePixels": "mmsk.image",
     "ImageFeatures": "mmsk.image",
     "ImageEncoder": "mmsk.image",

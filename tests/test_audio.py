@@ -14,6 +14,7 @@ from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import StandardScaler
 
+import mmsk._audio_io
 import mmsk.audio
 from mmsk import AudioFeatures, ItemError, ItemWarning, LogMelSpectrogram
 from mmsk._base import BadItem
@@ -399,7 +400,7 @@ def test_load_audio_errors_are_bad_items(audio):
     with pytest.raises(BadItem, match="cannot decode audio"):
         load_audio(b"RIFF....WAVEfmt ", SR)
     # a stated length of "unknown" (streaming writers) is not truncation
-    mmsk.audio._check_not_truncated("data : 4294967295 (should be 1978)\n")
+    mmsk._audio_io._check_not_truncated("data : 4294967295 (should be 1978)\n")
 
 
 # -- cache -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.utils import estimator_checks as ec
 
 from mmsk import (
+    AudioEmbedder,
     AudioFeatures,
     ImageFeatures,
     ImagePixels,
@@ -30,6 +31,19 @@ from mmsk import (
     TokenSequences,
 )
 
+
+def _tiny_audio_net():
+    """A seeded torch model for AudioEmbedder: frames of 16 samples -> 4 values."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(16, 4)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(4, 16, generator=generator))
+        linear.bias.zero_()
+    return torch.nn.Sequential(torch.nn.Unflatten(1, (-1, 16)), linear)
+
+
 TEXTS = ["a red fox", "the dog sleeps", "a dog and a fox", "sleeping red dogs", "fox", "dog"]
 
 # (estimator, which fixture gives its items, the value of a missing row)
@@ -37,6 +51,12 @@ CASES = {
     "AudioFeatures": (lambda: AudioFeatures(sr=8000, n_mfcc=4, n_fft=256, hop_length=64), "wav"),
     "LogMelSpectrogram": (
         lambda: LogMelSpectrogram(sr=8000, n_mels=8, n_frames=10, n_fft=256, hop_length=64),
+        "wav",
+    ),
+    "AudioEmbedder": (
+        lambda: AudioEmbedder(
+            model=_tiny_audio_net, sr=8000, window=400, hop=200, pooling=("mean", "max")
+        ),
         "wav",
     ),
     "ImagePixels": (lambda: ImagePixels(size=(8, 8), mode="L"), "png"),

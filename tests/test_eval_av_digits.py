@@ -48,3 +48,25 @@ def test_quick_run_reports_every_model(shared_data, tmp_path):
     for model in expected:
         assert f"| {model} |" in text
     assert any("best fusion" in line for line in lines)
+
+
+def test_model_and_audio_options_are_checked():
+    script = _load_script()
+    args = script.parse_args(["--audio", "embedder", "--models", "audio only, fused: concat"])
+    assert args.models == ("audio only", "fused: concat") and args.pooling == ["mean"]
+    assert script.parse_args([]).models == script.MODELS  # every model by default
+    with pytest.raises(SystemExit):
+        script.parse_args(["--models", "fused: nothing"])
+
+
+@pytest.mark.slow
+def test_quick_run_with_the_speech_embedding(shared_data, tmp_path):
+    pytest.importorskip("openwakeword", reason="openwakeword==0.4.0 not installed")
+    script = _load_script()
+    argv = ["--quick", "--data-home", str(shared_data), "--cache", str(tmp_path / "cache")]
+    argv += ["--audio", "embedder", "--conditions", "clean", "--models", "audio only"]
+    tables = script.main([*argv, "--baselines"], echo=lambda *a: None)
+    assert list(tables["clean: held-out speaker"].index) == ["audio only"]
+    assert "clean: missing modality" not in tables
+    baselines = tables["clean: baselines"]
+    assert baselines["accuracy"].between(0, 1).all() and len(baselines) == 4
