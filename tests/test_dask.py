@@ -39,7 +39,10 @@ def _cluster(processes):
 
 @pytest.fixture(scope="module")
 def client():
-    with dask.config.set({"distributed.comm.timeouts.connect": "20s"}):
+    # convert-string False: text columns keep pandas' types, missing values NaN (dask's own
+    # string type makes them pd.NA, which OneHotEncoder takes for an unseen category)
+    config = {"distributed.comm.timeouts.connect": "20s", "dataframe.convert-string": False}
+    with dask.config.set(config):
         with _cluster(processes=False) as cluster, distributed.Client(cluster, timeout=30) as c:
             yield c
 
@@ -54,6 +57,7 @@ def _frame(n, seed=0):
         }
     )
     frame.loc[rng.rand(n) < 0.05, "x"] = np.nan
+    frame.loc[rng.rand(n) < 0.05, "colour"] = np.nan  # a category of its own
     frame["label"] = np.where(frame["z"] + (frame["colour"] == "red") > 0.3, "yes", "no")
     return frame
 
