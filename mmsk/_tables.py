@@ -217,12 +217,13 @@ def iter_table_chunks(
         there); such a column is read as text, or as float when it holds
         integers and floats. The pass reads one chunk at a time too.
 
-    Yields
-    ------
-    pandas.DataFrame
-        The next rows, indexed by their 0-based row numbers in the file
+    Returns
+    -------
+    iterator of pandas.DataFrame
+        The chunks, each indexed by its rows' 0-based numbers in the file
         (the first data row is 0), so ``chunk.index[0]`` says where the
-        chunk starts.
+        chunk starts. The file is opened and its header checked at once,
+        so a missing file or column raises here, not at the first chunk.
 
     Raises
     ------

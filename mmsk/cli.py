@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=DEFAULT_CHUNK_SIZE,
         metavar="N",
-        help=f"rows read, predicted and written at a time (default {DEFAULT_CHUNK_SIZE:_})",
+        help=f"rows read, predicted and written at a time (default {DEFAULT_CHUNK_SIZE:,})",
     )
     predict.add_argument(
         "--quiet", action="store_true", help="no progress bar (on stderr) and no summary line"
