@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import numbers
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -20,12 +18,18 @@ from typing import Any
 
 import librosa
 import numpy as np
-import soundfile as sf
 
+from ._audio_load import (
+    MAX_DURATION,
+    RES_TYPE,  # noqa: F401 - (its old home)
+    _check_not_truncated,  # noqa: F401 - (its old home)
+    load_audio,
+)
 from ._base import BadItem, ItemTransformer
 from ._docstrings import fill_doc
+from ._files import MAX_FILE_BYTES
 
-__all__ = ["AudioFeatures", "LogMelSpectrogram", "load_audio"]
+__all__ = ["MAX_DURATION", "AudioFeatures", "LogMelSpectrogram", "load_audio"]
 
 #: Feature groups of :class:`AudioFeatures`, in their default order.
 FEATURE_GROUPS = ("mfcc", "mfcc_delta", "melspec", "spectral", "chroma", "zcr", "rms")
@@ -33,145 +37,8 @@ FEATURE_GROUPS = ("mfcc", "mfcc_delta", "melspec", "spectral", "chroma", "zcr", 
 BASIC_STATS = ("mean", "std", "min", "max", "median")
 #: Lowest band edge of spectral contrast (librosa's default ``fmin=200``).
 CONTRAST_FMIN = 200.0
-#: Resampler, librosa's default.
-RES_TYPE = "soxr_hq"
 
 _QUANTILE = re.compile(r"q([1-9][0-9]?)")
-_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-#: Data sizes that streaming writers put in a header before the length is known.
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
-_ACCEPTED = "a path (str or pathlib.Path), bytes, or a waveform ndarray"
-
-
-# -- loading -------------------------------------------------------------------
-def _decode(source: Any) -> tuple[np.ndarray, int]:
-    """Decode a path or file-like object to float32 ``(frames, channels)``."""
-    try:
-        with sf.SoundFile(source) as fh:
-            if fh.format == "WAV":
-                _check_not_truncated(fh.extra_info)
-            data = fh.read(dtype="float32", always_2d=True)
-            return data, int(fh.samplerate)
-    except sf.SoundFileError as exc:
-        if isinstance(source, str):  # libsndfile says "System error" for these
-            if os.path.isdir(source):
-                raise IsADirectoryError(source) from None
-            if not os.path.exists(source):
-                raise FileNotFoundError(source) from None
-        reason = (getattr(exc, "error_string", None) or str(exc)).strip().rstrip(".")
-        reason = re.sub(r"^Error\s*:\s*", "", reason)
-        raise BadItem(
-            f"cannot decode audio: {reason} (readable formats: those of libsndfile, "
-            "e.g. WAV, FLAC, OGG, MP3)"
-        ) from None
-
-
-def _check_not_truncated(log: str) -> None:
-    """Raise BadItem when libsndfile's log says a WAV holds less data than promised."""
-    match = _DATA_SIZE.search(log)
-    if match is None:
-        return
-    promised, held = int(match.group(1)), int(match.group(2))
-    if held < promised and promised not in _UNKNOWN_SIZES:
-        raise BadItem(
-            f"truncated file: its header promises {promised} bytes of audio data, it holds {held}"
-        )
-
-
-def _waveform(item: np.ndarray) -> np.ndarray:
-    """Check an in-memory waveform and return it as float32 ``(channels, samples)``."""
-    y = item
-    if y.dtype.kind == "i":
-        y = y.astype(np.float32) / np.float32(-np.iinfo(y.dtype).min)
-    elif y.dtype.kind != "f":
-        raise BadItem(
-            f"a waveform array must hold floats (or signed integer PCM), got dtype {y.dtype}"
-        )
-    if y.ndim == 1:
-        y = y[np.newaxis, :]
-    elif y.ndim != 2:
-        raise BadItem(
-            f"a waveform array must be 1-D (samples,) or 2-D (channels, samples), "
-            f"got shape {item.shape}"
-        )
-    elif y.shape[0] > y.shape[1]:
-        raise BadItem(
-            f"a 2-D waveform must be (channels, samples) as in librosa, got shape {item.shape}; "
-            "transpose it"
-        )
-    return np.asarray(y, dtype=np.float32)
-
-
-def load_audio(source: Any, sr: int | None, mono: bool = True) -> tuple[np.ndarray, int]:
-    """Load one audio item as a float32 waveform at ``sr``.
-
-    This is the decoder behind :class:`AudioFeatures` and
-    :class:`LogMelSpectrogram`: files are read with :mod:`soundfile`, the
-    channels averaged when ``mono`` is true, and the result resampled to
-    ``sr`` when the file's rate differs.
-
-    Parameters
-    ----------
-    source : str, path-like, bytes, file-like or ndarray
-        A file path, the bytes of an audio file, a binary file-like object
-        (:class:`io.BytesIO`), or a waveform already at ``sr``: 1-D
-        ``(samples,)`` or 2-D ``(channels, samples)`` as in librosa, floats
-        in [-1, 1] (signed integer PCM is scaled to that range).
-    sr : int or None
-        Target sampling rate in Hz; a file at another rate is resampled with
-        :func:`librosa.resample` (``res_type="soxr_hq"``). None keeps the
-        file's own rate, and cannot be used with a waveform array.
-    mono : bool, default=True
-        Average the channels.
-
-    Returns
-    -------
-    y : ndarray of float32, shape (samples,) or (channels, samples)
-        The waveform; 1-D when ``mono`` is true.
-    sr : int
-        Its sampling rate.
-
-    Raises
-    ------
-    mmsk._base.BadItem
-        For an unsupported item type, an undecodable, truncated or empty
-        file, a waveform array without ``sr``, or non-finite samples.
-
-    See Also
-    --------
-    librosa.load : The same for librosa users, without mmsk's checks.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mmsk.audio import load_audio
-    >>> y, sr = load_audio(np.zeros((2, 800), dtype="float32"), sr=8000)
-    >>> y.shape, sr
-    ((800,), 8000)
-    """
-    if isinstance(source, np.ndarray):
-        if sr is None:
-            raise BadItem("a waveform array has no sampling rate of its own: set sr= to its rate")
-        y, rate = _waveform(source), int(sr)
-    else:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            source = io.BytesIO(bytes(source))
-        elif isinstance(source, os.PathLike):
-            source = os.fspath(source)
-        elif not isinstance(source, str) and not hasattr(source, "read"):
-            raise BadItem(f"unsupported item type {type(source).__name__}; expected {_ACCEPTED}")
-        data, rate = _decode(source)
-        y = data.T
-    if y.shape[-1] == 0:
-        raise BadItem("empty audio (0 samples)")
-    if mono:
-        y = y[0] if y.shape[0] == 1 else y.mean(axis=0)
-    if not np.isfinite(y).all():
-        raise BadItem("audio holds non-finite samples (NaN or inf)")
-    if sr is not None and rate != sr:
-        y = librosa.resample(y, orig_sr=rate, target_sr=sr, res_type=RES_TYPE)
-        rate = int(sr)
-    return y, rate
 
 
 # -- shared spectral front end -------------------------------------------------
@@ -266,7 +133,9 @@ def _check_choices(name: str, value: Any, valid: str) -> tuple[str, ...]:
 
 
 def _check_front_end(est: Any, uses_mel: bool = True) -> None:
-    """Check the parameters both transformers share: sr, STFT and mel."""
+    """Check the parameters both transformers share: sr, STFT, mel and ``max_duration``."""
+    if est.max_duration is not None:
+        _check_real("max_duration", est.max_duration, 0.0, strict=True)
     if est.sr is not None:
         _check_int("sr", est.sr)
     _check_int("n_fft", est.n_fft, 2)
@@ -437,6 +306,8 @@ class AudioFeatures(ItemTransformer):
         Lowest frequency of the mel filters (Hz).
     fmax : float or None, default=None
         Highest frequency of the mel filters (Hz); None means ``sr / 2``.
+    {max_duration}
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -513,6 +384,9 @@ class AudioFeatures(ItemTransformer):
         hop_length=512,
         fmin=0.0,
         fmax=None,
+        max_duration=MAX_DURATION,
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -529,6 +403,9 @@ class AudioFeatures(ItemTransformer):
         self.hop_length = hop_length
         self.fmin = fmin
         self.fmax = fmax
+        self.max_duration = max_duration
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory
@@ -587,7 +464,7 @@ class AudioFeatures(ItemTransformer):
         return [f"{row}_{stat}" for row in self._row_names() for stat in stats]
 
     def _extract(self, source: Any) -> np.ndarray:
-        y, sr = load_audio(source, self.sr, mono=True)
+        y, sr = load_audio(source, self.sr, mono=True, max_duration=self.max_duration)
         with _one_blas_thread():
             return _clip_features(y, sr, self)
 
@@ -662,6 +539,8 @@ class LogMelSpectrogram(ItemTransformer):
     crop : {"center", "start"}, default="center"
         Which ``n_frames`` frames a longer clip keeps: the middle ones or
         the first ones.
+    {max_duration}
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -722,6 +601,9 @@ class LogMelSpectrogram(ItemTransformer):
         top_db=80.0,
         pad_mode="constant",
         crop="center",
+        max_duration=MAX_DURATION,
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -737,6 +619,9 @@ class LogMelSpectrogram(ItemTransformer):
         self.top_db = top_db
         self.pad_mode = pad_mode
         self.crop = crop
+        self.max_duration = max_duration
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory
@@ -751,7 +636,7 @@ class LogMelSpectrogram(ItemTransformer):
         if self.crop not in ("center", "start"):
             raise ValueError(f"crop must be 'center' or 'start', got {self.crop!r}")
 
-    def _fit_items(self, items: Any, column: str | None) -> None:
+    def _fit_items(self, items: Any, column: str | None, labels: Any = None) -> None:
         self.output_shape_ = (1, int(self.n_mels), int(self.n_frames))
 
     def _feature_names(self) -> list[str]:
@@ -764,6 +649,6 @@ class LogMelSpectrogram(ItemTransformer):
         ]
 
     def _extract(self, source: Any) -> np.ndarray:
-        y, sr = load_audio(source, self.sr, mono=True)
+        y, sr = load_audio(source, self.sr, mono=True, max_duration=self.max_duration)
         with _one_blas_thread():
             return _log_mel_image(y, sr, self).reshape(-1)
