@@ -33,7 +33,7 @@ _LAZY = {
     "ItemError": "mmsk._items",
     "ItemWarning": "mmsk._base",
 }
-_SUBMODULES = ("datasets", "plotting")
+_SUBMODULES = ("datasets", "inspection", "plotting")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 
