@@ -184,6 +184,9 @@ def plot_history(
             label = f"best epoch {best} ({key.replace('_', ' ')})"
         if best is not None:
             ax.axvline(best, color="black", linestyle=":", linewidth=1.2, label=label)
+    ax.xaxis.set_major_locator(
+        import_optional("matplotlib.ticker", "plot").MaxNLocator(integer=True)
+    )
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     if ax.get_lines():
@@ -258,6 +261,11 @@ def plot_modality_importance(
         )
     ax.set_yticks(np.arange(len(order)), order)
     ax.axvline(0, color="grey", linewidth=0.8)
+    low = float(np.min(part["importance_mean"] - part["importance_std"]))
+    high = float(np.max(part["importance_mean"] + part["importance_std"]))
+    span = max(high, 0.0) - min(low, 0.0) or 1.0
+    # room on the right for the legend, so that it never covers a bar
+    ax.set_xlim(min(low, 0.0) - 0.03 * span, max(high, 0.0) + 0.45 * span)
     baseline = float(part["baseline_score"].iloc[0])
     ax.set_xlabel(f"importance: drop of {metric} (baseline {baseline:.3f})")
     ax.legend(title="method", loc="lower right")
@@ -267,8 +275,8 @@ def plot_modality_importance(
     return ax
 
 
-def _level_label(level: float, unit: str) -> str:
-    if np.isinf(level):
+def _level_label(level: float, unit: str, severity: float) -> str:
+    if severity == 0:
         return "clean"
     text = f"{level:g}"
     if "dB" in unit:
@@ -284,6 +292,7 @@ def plot_robustness(
     axes: Any = None,
     metric: str | None = None,
     title: str | None = None,
+    show_baseline: bool | None = None,
 ) -> Any:
     """Score-versus-level curves of :func:`mmsk.inspection.robustness_report`.
 
@@ -304,6 +313,9 @@ def plot_robustness(
         The metric to show when the report holds several; None: the first.
     title : str or None, default=None
         Title of the figure.
+    show_baseline : bool or None, default=None
+        Draw a report's ``baseline_score`` curve (dashed); None: only when
+        one report is drawn.
 
     Returns
     -------
@@ -328,6 +340,7 @@ def plot_robustness(
     for label, rep in reports.items():
         table = rep["scores"] if isinstance(rep, Mapping) else rep
         tables[label] = table
+    show_baseline = len(tables) == 1 if show_baseline is None else show_baseline
     first = next(iter(tables.values()))
     metrics = list(dict.fromkeys(first["metric"]))
     metric = metrics[0] if metric is None else metric
@@ -366,7 +379,7 @@ def plot_robustness(
             rr = relative_robustness(rows["score"])
             name = f"{label}: RR {rr:.3f}" if label else f"RR {rr:.3f}"
             ax.plot(rows["severity"], rows["score"], marker="o", color=cmap(j % 10), label=name)
-            if "baseline_score" in rows:
+            if show_baseline and "baseline_score" in rows:
                 ax.plot(
                     rows["severity"],
                     rows["baseline_score"],
@@ -376,7 +389,13 @@ def plot_robustness(
                     label=f"{label + ': ' if label else ''}baseline",
                 )
         unit = str(ticks["unit"].iloc[0]) if "unit" in ticks else "level"
-        ax.set_xticks(ticks["severity"], [_level_label(v, unit) for v in ticks["level"]])
+        ax.set_xticks(
+            ticks["severity"],
+            [
+                _level_label(v, unit, sev)
+                for v, sev in zip(ticks["level"], ticks["severity"], strict=True)
+            ],
+        )
         ax.tick_params(axis="x", labelsize=8)
         ax.set_xlabel(unit)
         ax.set_ylabel(metric)

@@ -380,7 +380,7 @@ def test_plots(agg, blocks, imputed):
     axes = plot_robustness({"imputed": report, "again": report})
     assert len(axes) == 2 and axes[0].get_title() == "a: missing"
     assert len(axes[0].get_lines()) == 2
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0%", "50%", "100%"]
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["clean", "50%", "100%"]
     ax = plot_confusion_matrix(imputed, X, y, normalize="true")
     assert ax.get_ylabel() == "True label"
     with pytest.raises(ValueError, match="metric 'f1'"):

@@ -124,8 +124,10 @@ class Corruption(BaseEstimator):
         [10.0, 0.0]
         """
         levels = self.levels
-        if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence | np.ndarray):
-            levels = [levels] if isinstance(levels, numbers.Real) else levels
+        if isinstance(levels, numbers.Real):
+            levels = [levels]
+        if isinstance(levels, (str, bytes)):
+            levels = [levels]  # rejected by check_level, naming it
         try:
             values = list(levels)
         except TypeError:
