@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import mmsk.inspection as inspection
 from mmsk import ItemError, TfidfSVD
 from mmsk.audio import AudioFeatures
 from mmsk.image import ImagePixels
@@ -401,3 +402,24 @@ def test_history_marks_the_restored_epoch(agg, blocks):
     epoch = restored[0].get_xdata()[0]
     stopper = dict(clf.net_.callbacks_)["early_stopping"]
     assert epoch == stopper.best_epoch_
+
+
+# -- docstrings ----------------------------------------------------------------------------
+_PUBLIC = [f"mmsk.inspection.{name}" for name in inspection.__all__]
+_PUBLIC += [
+    "mmsk.plotting.plot_modality_importance",
+    "mmsk.plotting.plot_robustness",
+    "mmsk.plotting.plot_confusion_matrix",
+    "mmsk.plotting.plot_history",
+    "mmsk.inspection.Corruption.apply",
+    "mmsk.inspection.MissingModality.rows",
+]
+#: numpydoc checks that must pass: documented parameters and returns, Examples, summary.
+_CHECKS = {"GL08", "PR01", "PR02", "PR06", "PR07", "PR09", "RT01", "RT03", "EX01", "SS01", "SS05"}
+
+
+@pytest.mark.parametrize("name", _PUBLIC)
+def test_public_docstrings(name):
+    validate = pytest.importorskip("numpydoc.validate").validate
+    errors = [(code, msg) for code, msg in validate(name)["errors"] if code in _CHECKS]
+    assert not errors, errors

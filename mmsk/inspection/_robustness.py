@@ -42,7 +42,7 @@ SUMMARIES = ("relative_robustness", "mean", "worst")
 
 
 def relative_robustness(scores: Sequence[float]) -> float:
-    """MultiBench's relative robustness: the normalised area under the score curve.
+    """Compute MultiBench's relative robustness: the normalised area under the score curve.
 
     ``scores`` are the scores at severity ``0, 1/K, ..., 1`` (the clean
     score first, then one per level, mild to severe); the result is the
@@ -78,7 +78,7 @@ def relative_robustness(scores: Sequence[float]) -> float:
 
 
 def effective_robustness(scores: Sequence[float], baseline: Sequence[float]) -> float:
-    """MultiBench's effective robustness: the score kept above a baseline's curve.
+    """Compute MultiBench's effective robustness: the score kept above a baseline's curve.
 
     The baseline's curve ``b`` is moved to start at the model's clean score
     ``f_0``, and the model's curve ``f`` is compared with it level by level:
