@@ -12,7 +12,7 @@ from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
 
 from ._common import Modality, check_X, find_modalities, make_scorer_dict, permuted
-from ._corruptions import set_missing
+from ._missing import set_missing
 
 __all__ = ["modality_importance"]
 
