@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
@@ -183,6 +184,14 @@ def test_dataframe_input_partial_columns_and_set_output(data):
     np.testing.assert_allclose(ret.transform(only_image), full, rtol=1e-6)
     out = ret.set_output(transform="pandas").transform(only_image)
     assert list(out.columns) == [f"shared{i}" for i in range(8)]
+
+
+def test_sparse_blocks(data):
+    X, _ = data
+    sparse_X = {"audio": sparse.csr_matrix(np.maximum(X["audio"], 0)), "image": X["image"]}
+    ret = CrossModalRetriever(**{**SMALL, "max_epochs": 2}).fit(sparse_X)
+    dense = ret.transform({"audio": sparse_X["audio"].toarray()})
+    np.testing.assert_allclose(ret.transform(sparse_X, modality="audio"), dense, rtol=1e-6)
 
 
 def test_rank_returns_sorted_top_k_of_the_gallery(data, fitted):

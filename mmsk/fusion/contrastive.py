@@ -14,14 +14,14 @@ the top-k matches by cosine similarity.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mmsk.fusion.modules import MIN_EVAL_ROWS, build_tower
+from mmsk.fusion.modules import MIN_EVAL_ROWS, FusionModule, build_tower
 
 __all__ = ["DualEncoder", "InfoNCELoss", "ranking_metrics", "top_k"]
 
@@ -67,7 +67,7 @@ class DualEncoder(nn.Module):
     ...                   x0=torch.zeros(2, 5), x1=torch.ones(2, 3))
     >>> q.shape, t.shape, round(float(scale.detach()), 2)
     (torch.Size([2, 4]), torch.Size([2, 4]), 14.29)
-    >>> [round(float(v), 4) for v in q.norm(dim=1)]
+    >>> [round(float(v), 4) for v in q.detach().norm(dim=1)]
     [1.0, 1.0]
     """
 
@@ -145,6 +145,31 @@ class DualEncoder(nn.Module):
         present = torch.ones(n, dtype=torch.bool, device=x.device)
         z = self.projections[i](self.towers[i](x, present))
         return nn.functional.normalize(z, dim=1)
+
+    def refresh_batch_norm(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> None:
+        """Recompute the batch-norm statistics of the trainable encoders from batches.
+
+        As :meth:`mmsk.fusion.modules.FusionModule.refresh_batch_norm`: one
+        pass without gradients, plain averages; MLP towers keep theirs.
+
+        Parameters
+        ----------
+        batches : iterable of dict
+            Batches as ``forward`` takes them (``"mask"``, ``"x0"``, ``"x1"``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from mmsk.fusion.contrastive import DualEncoder
+        >>> net = DualEncoder(dims=[16, 3], hidden_units=4, embed_dim=2,
+        ...                   towers=[("conv", {"shape": (1, 4, 4), "width": 2}), ("mlp", {})])
+        >>> batch = {"mask": torch.ones(8, 2, dtype=torch.bool), "x0": torch.randn(8, 16),
+        ...          "x1": torch.randn(8, 3)}
+        >>> net.refresh_batch_norm([batch])
+        >>> int(net.towers[0].features[1].num_batches_tracked)
+        1
+        """
+        FusionModule.refresh_batch_norm(self, batches)  # the same walk over self.towers
 
     def forward(
         self, mask: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor

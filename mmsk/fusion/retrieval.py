@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import (
@@ -67,7 +68,8 @@ class CrossModalRetriever(TransformerMixin, BaseEstimator):
     The blocks are found as in :class:`~mmsk.FusionClassifier`: a dict of
     2-D arrays, a DataFrame with ``name__`` column prefixes (a
     ``ColumnTransformer`` with pandas output), or ``modalities=``; other
-    blocks are ignored.
+    blocks are ignored (with ``modalities=``, every column must still be
+    in one of its modalities, as for the fusion estimators).
 
     Parameters
     ----------
@@ -181,7 +183,7 @@ class CrossModalRetriever(TransformerMixin, BaseEstimator):
     >>> z = rng.normal(size=(200, 4))
     >>> X = {"audio": z @ rng.normal(size=(4, 12)), "image": np.tanh(z @ rng.normal(size=(4, 20)))}
     >>> ret = CrossModalRetriever(hidden_units=32, embed_dim=8, batch_size=32, max_epochs=10,
-    ...                           random_state=0)
+    ...                           n_jobs=1, random_state=0)  # one torch thread: small net
     >>> ret.fit(X).modalities_
     ['audio', 'image']
     >>> ret.transform(X, modality="image").shape
@@ -631,8 +633,9 @@ class CrossModalRetriever(TransformerMixin, BaseEstimator):
         module.eval()
         chunks = []
         with torch_threads(self.n_jobs), torch.no_grad():
-            for start in range(0, len(block), PREDICT_BATCH_SIZE):
-                x = torch.as_tensor(np.asarray(block[start : start + PREDICT_BATCH_SIZE]))
+            for start in range(0, block.shape[0], PREDICT_BATCH_SIZE):
+                rows = block[start : start + PREDICT_BATCH_SIZE]
+                x = torch.as_tensor(rows.toarray() if sparse.issparse(rows) else np.asarray(rows))
                 chunks.append(module.encode(i, x.to(net.device)).cpu().numpy())
         module.train(was_training)
         if not chunks:
