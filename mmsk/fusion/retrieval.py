@@ -4,8 +4,9 @@ The estimator finds the modality blocks as the fusion estimators do
 (:mod:`mmsk.fusion.blocks`), puts a tower on each of the two named
 modalities (:mod:`mmsk.fusion.contrastive`), and trains them with CLIP's
 symmetric InfoNCE loss through a skorch net (``net_``), seeded, with early
-stopping on held-out pairs. :func:`recall_at_k` and
-:func:`mean_reciprocal_rank` are scorers for ``GridSearchCV(scoring=...)``.
+stopping on held-out pairs (input and plumbing in :mod:`mmsk.fusion._pairs`).
+:func:`recall_at_k` and :func:`mean_reciprocal_rank` (from
+:mod:`mmsk.fusion.scoring`) are scorers for ``GridSearchCV(scoring=...)``.
 """
 
 from __future__ import annotations
@@ -21,41 +22,32 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils.validation import (
     _check_feature_names_in,
-    check_consistent_length,
     check_is_fitted,
-    column_or_1d,
-    validate_data,
 )
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import ValidSplit
 
 from mmsk._torch import draw_seed, resolve_device, torch_seeded, torch_threads
 from mmsk.fusion._core import (
-    DEFAULT_VALIDATION_FRACTION,
-    MIN_AUTO_VALIDATION_ROWS,
     PREDICT_BATCH_SIZE,
-    RefreshBatchNorm,
     _check_fraction,
     _check_int,
 )
 from mmsk.fusion._data import (
     BatchIterator,
     FusionDataset,
-    block_stats,
-    channel_stats,
-    check_block,
     mask_blocks,
-    scaling_rule,
 )
-from mmsk.fusion.blocks import find_layout, is_dict, resolve_towers
-from mmsk.fusion.contrastive import DualEncoder, InfoNCELoss, ranking_metrics, top_k
+from mmsk.fusion._pairs import PairsMixin
+from mmsk.fusion.blocks import resolve_towers
+from mmsk.fusion.contrastive import DualEncoder, InfoNCELoss, top_k
 from mmsk.fusion.encoders import SEQUENCE_KINDS
+from mmsk.fusion.scoring import _ranks, mean_reciprocal_rank, recall_at_k
 
 __all__ = ["CrossModalRetriever", "mean_reciprocal_rank", "recall_at_k"]
 
 
-class CrossModalRetriever(TransformerMixin, BaseEstimator):
+class CrossModalRetriever(TransformerMixin, PairsMixin, BaseEstimator):
     """Learn one embedding space for two modalities from paired rows (CLIP-style).
 
     Each row of ``X`` is a pair: the ``query`` modality's block and the
@@ -195,6 +187,9 @@ class CrossModalRetriever(TransformerMixin, BaseEstimator):
     True
     """
 
+    #: What the scorers of :mod:`mmsk.fusion.scoring` look for.
+    _retrieval_space = True
+
     def __init__(
         self,
         *,
@@ -286,201 +281,6 @@ class CrossModalRetriever(TransformerMixin, BaseEstimator):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a modality name (str) or None, got {value!r}")
-
-    def _pair(self, names: list[str]) -> tuple[str, str]:
-        """Resolve ``query`` and ``target`` against the blocks found in ``X``."""
-        if len(names) < 2:
-            raise ValueError(
-                f"CrossModalRetriever needs two modalities, but X has one block, {names[0]!r}; "
-                "pass a dict of two blocks, a DataFrame with two 'name__' column prefixes "
-                "(a ColumnTransformer with pandas output) or modalities="
-            )
-        for name in ("query", "target"):
-            value = getattr(self, name)
-            if value is not None and value not in names:
-                raise ValueError(f"{name}={value!r} is not a modality of X; its blocks are {names}")
-        query, target = self.query, self.target
-        if query is None or target is None:
-            if len(names) != 2:
-                raise ValueError(
-                    f"X has {len(names)} blocks {names}; name the pair with query= and target="
-                )
-            query = query or next(n for n in names if n != target)
-            target = target or next(n for n in names if n != query)
-        if query == target:
-            raise ValueError(f"query and target must be two modalities, both are {query!r}")
-        return query, target
-
-    def _labels(self, positions: list[int]) -> list[Any]:
-        names = getattr(self, "feature_names_in_", None)
-        if self._layout.columns is None:
-            return [self._dict_labels.get(self._layout.names[p]) for p in positions]
-        return [None if names is None else list(names[self._layout.columns[p]]) for p in positions]
-
-    def _validate_fit(self, X: Any, y: Any) -> tuple[list[Any], Any]:
-        """Validate ``X`` (and ``y``), learn the layout; return the blocks of the pair."""
-        if is_dict(X):
-            if not X or any(not isinstance(key, str) for key in X):
-                raise ValueError("a dict X needs str keys (modality names) and a block per key")
-            blocks = {name: check_block(block, f"X[{name!r}]") for name, block in X.items()}
-            check_consistent_length(*blocks.values())
-            self.n_features_in_ = sum(b.shape[1] for b in blocks.values())
-            self.__dict__.pop("feature_names_in_", None)
-            self._layout = find_layout(blocks, None, self.modalities)
-            self._dict_labels = {
-                name: list(map(str, block.columns)) if hasattr(block, "columns") else None
-                for name, block in X.items()
-            }
-            parts = self._layout.split(blocks)
-        else:
-            X = validate_data(
-                self,
-                X,
-                reset=True,
-                accept_sparse="csr",
-                dtype=np.float32,
-                ensure_all_finite="allow-nan",
-                ensure_min_samples=2,
-            )
-            self._layout = find_layout(X, getattr(self, "feature_names_in_", None), self.modalities)
-            parts = self._layout.split(X)
-        if y is not None:
-            y = column_or_1d(y, warn=True)
-            check_consistent_length(parts[0], y)
-        return parts, y
-
-    def _block(self, X: Any, modality: str | None) -> tuple[np.ndarray, int]:
-        """Return the prepared block of one modality of ``X`` and its tower index."""
-        check_is_fitted(self)
-        pair = self.modalities_
-        if modality is not None and modality not in pair:
-            raise ValueError(f"modality must be one of {pair} or None, got {modality!r}")
-        names = getattr(self, "feature_names_in_", None)
-        position = {m: self._layout.names.index(m) for m in pair}
-        block: Any = None
-        if is_dict(X):
-            held = [m for m in pair if m in X]
-            if modality is None:
-                if not held:
-                    raise ValueError(f"the dict X holds neither modality {pair}: {list(X)}")
-                modality = held[0] if len(held) == 1 else self.query_
-            if modality not in X:
-                raise ValueError(f"X lacks modality {modality!r}; its keys are {list(X)}")
-            block = check_block(X[modality], f"X[{modality!r}]")
-        elif hasattr(X, "columns") and names is not None and X.shape[1] != self.n_features_in_:
-            columns = set(map(str, X.columns))
-            own = {m: list(names[self._layout.columns[position[m]]]) for m in pair}
-            if modality is None:
-                held = [m for m in pair if set(own[m]) <= columns]
-                modality = held[0] if len(held) == 1 else self.query_
-            if not set(own[modality]) <= columns:
-                missing = next(c for c in own[modality] if c not in columns)
-                raise ValueError(
-                    f"X lacks the column {missing!r} of modality {modality!r} (and maybe more)"
-                )
-            block = check_block(X[own[modality]], f"X[{modality!r}]")
-        else:
-            modality = self.query_ if modality is None else modality
-            if self._layout.columns is not None:  # fitted on 2-D input: the same columns
-                X = validate_data(
-                    self,
-                    X,
-                    reset=False,
-                    accept_sparse="csr",
-                    dtype=np.float32,
-                    ensure_all_finite="allow-nan",
-                )
-                block = self._layout.split(X)[position[modality]]
-            else:
-                block = check_block(X, "X")
-                dim = self.modality_dims_[modality]
-                if block.shape[1] != dim:
-                    raise ValueError(
-                        f"X has {block.shape[1]} features, but CrossModalRetriever is expecting "
-                        f"{self.n_features_in_} features as input (or {dim} for modality "
-                        f"{modality!r} alone)"
-                    )
-        i = pair.index(modality)
-        dim = self.modality_dims_[modality]
-        if block.shape[1] != dim:
-            raise ValueError(
-                f"modality {modality!r} has {block.shape[1]} features, but the estimator was "
-                f"fitted with {dim} features for it"
-            )
-        tokens = [self._towers[i][0] in SEQUENCE_KINDS]
-        prepared = mask_blocks([block], [modality], [None], tokens)
-        return prepared["x0"], i
-
-    # -- fit ---------------------------------------------------------------------------------
-
-    def _scaling_rules(self) -> list[str]:
-        if not isinstance(self.standardize, Mapping):
-            return [scaling_rule(self.standardize, "standardize")] * 2
-        unknown = [key for key in self.standardize if key not in self.modalities_]
-        if unknown:
-            raise ValueError(
-                f"standardize has an entry for {unknown[0]!r}, which is not one of the "
-                f"modalities {self.modalities_}"
-            )
-        return [
-            scaling_rule(self.standardize.get(m, "auto"), f"standardize[{m!r}]")
-            for m in self.modalities_
-        ]
-
-    def _tower_inputs(self, prepared: dict[str, Any]) -> tuple[Any, Any]:
-        for i, (kind, options) in enumerate(self._towers):
-            if kind in SEQUENCE_KINDS and options["vocab_size"] is None:
-                options["vocab_size"] = max(int(prepared[f"x{i}"].max(initial=0)) + 1, 2)
-        rules = self._scaling_rules()
-        means, scales = block_stats(prepared, 2, rules)
-        for i, (kind, options) in enumerate(self._towers):
-            if kind in SEQUENCE_KINDS or rules[i] == "none":
-                means[i] = scales[i] = None
-            elif kind == "conv":
-                means[i], scales[i] = channel_stats(prepared, i, options["shape"])
-        return means, scales
-
-    def _validation_plan(self, n_samples: int) -> tuple[float | None, bool]:
-        fraction = self.validation_fraction
-        if self.early_stopping is False:
-            return fraction, False
-        planned = DEFAULT_VALIDATION_FRACTION if fraction is None else fraction
-        n_valid = int(np.ceil(planned * n_samples))
-        ok = n_valid >= 2 and n_samples - n_valid >= 2
-        if self.early_stopping == "auto":
-            if ok and n_valid >= MIN_AUTO_VALIDATION_ROWS:
-                return planned, True
-            return fraction, False
-        if not ok:
-            raise ValueError(
-                f"early_stopping=True needs a validation split, but {planned} of {n_samples} "
-                "pairs leaves fewer than 2 pairs to train or to validate on"
-            )
-        return planned, True
-
-    def _callbacks(self, validating: bool, stop_early: bool) -> list[Any]:
-        monitor = "valid_loss" if validating else "train_loss"
-        callbacks: list[Any] = []
-        if self.lr_schedule == "plateau":
-            policy = dict(policy="ReduceLROnPlateau", monitor=monitor, mode="min", factor=0.3)
-            patience = max(1, self.n_iter_no_change // 2 - 1)
-            callbacks.append(("lr_schedule", LRScheduler(**policy, patience=patience)))
-        elif self.lr_schedule == "cosine":
-            callbacks.append(
-                ("lr_schedule", LRScheduler(policy="CosineAnnealingLR", T_max=self.max_epochs))
-            )
-        if stop_early:
-            stop = EarlyStopping(
-                monitor=monitor,
-                patience=self.n_iter_no_change,
-                threshold=self.tol,
-                threshold_mode="abs",
-                load_best=True,
-            )
-            callbacks.append(("early_stopping", stop))
-        if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
-            callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
-        return callbacks
 
     def fit(self, X: Any, y: Any = None) -> CrossModalRetriever:
         """Learn the shared space from paired rows.
@@ -762,112 +562,3 @@ class CrossModalRetriever(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.target_tags.required = False
         return tags
-
-
-# -- scorers ---------------------------------------------------------------------------------
-
-
-def _ranks(estimator: Any, X: Any, y: Any) -> np.ndarray:
-    """Ranks of the first relevant target for every query row of ``X``."""
-    if hasattr(estimator, "steps"):  # a Pipeline: features first, the retriever last
-        X = estimator[:-1].transform(X)
-        estimator = estimator[-1]
-    if not isinstance(estimator, CrossModalRetriever):
-        raise TypeError(
-            "retrieval scorers need a CrossModalRetriever (or a Pipeline that ends with "
-            f"one), got {type(estimator).__name__}"
-        )
-    queries = estimator.transform(X, modality=estimator.query_)
-    gallery = estimator.transform(X, modality=estimator.target_)
-    labels = np.arange(len(queries)) if y is None else column_or_1d(y)
-    check_consistent_length(queries, labels)
-    return ranking_metrics(queries, gallery, labels, labels)
-
-
-class _RecallAtK:
-    """Picklable scorer ``(estimator, X, y=None) -> recall@k``."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def __call__(self, estimator: Any, X: Any, y: Any = None) -> float:
-        ranks = _ranks(estimator, X, y)
-        if self.k > len(ranks):
-            raise ValueError(f"recall@{self.k} needs a gallery of at least {self.k} rows")
-        return float(np.mean(ranks <= self.k))
-
-    def __repr__(self) -> str:
-        return f"recall_at_k(k={self.k})"
-
-
-def recall_at_k(k: int = 1) -> _RecallAtK:
-    """Make a scorer of recall@k for a fitted :class:`CrossModalRetriever`.
-
-    The scorer, called as ``scorer(estimator, X, y=None)`` (what
-    ``GridSearchCV(scoring=...)`` and ``cross_val_score`` do), maps the
-    ``query_`` blocks of the rows of ``X`` and their ``target_`` blocks
-    into the space, ranks the whole target set for every query and returns
-    the share of queries with a relevant item among their ``k`` best
-    matches: one with the same label when ``y`` is given, else the query's
-    own partner. The estimator may be a Pipeline ending with the retriever.
-
-    Parameters
-    ----------
-    k : int, default=1
-        Matches looked at.
-
-    Returns
-    -------
-    scorer : callable
-        ``scorer(estimator, X, y=None) -> float`` in [0, 1], greater is better.
-
-    Examples
-    --------
-    >>> import numpy as np, pandas as pd
-    >>> from sklearn.model_selection import GridSearchCV
-    >>> from mmsk import CrossModalRetriever
-    >>> from mmsk.fusion.retrieval import recall_at_k
-    >>> columns = ["a__0", "a__1", "a__2", "b__0", "b__1"]
-    >>> X = pd.DataFrame(np.random.RandomState(0).normal(size=(60, 5)), columns=columns)
-    >>> search = GridSearchCV(CrossModalRetriever(hidden_units=8, max_epochs=2),
-    ...                       {"embed_dim": [2, 4]}, scoring=recall_at_k(5), cv=2)
-    >>> sorted(search.fit(X).best_params_)
-    ['embed_dim']
-    """
-    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    return _RecallAtK(int(k))
-
-
-def mean_reciprocal_rank(estimator: Any, X: Any, y: Any = None) -> float:
-    """Score a fitted :class:`CrossModalRetriever` by mean reciprocal rank.
-
-    The mean over the query rows of ``X`` of ``1 / rank`` of the first
-    relevant target (same label when ``y`` is given, else the row's own
-    partner) when the whole target set is ranked; see :func:`recall_at_k`.
-
-    Parameters
-    ----------
-    estimator : CrossModalRetriever or Pipeline
-        Fitted; a Pipeline must end with the retriever.
-    X : dict, DataFrame, array-like or sparse matrix
-        Paired rows.
-    y : array-like of shape (n_samples,) or None, default=None
-        Labels that define relevance.
-
-    Returns
-    -------
-    score : float
-        In (0, 1], greater is better.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mmsk import CrossModalRetriever
-    >>> from mmsk.fusion.retrieval import mean_reciprocal_rank
-    >>> X = {"a": np.random.RandomState(0).normal(size=(40, 3)), "b": np.ones((40, 2))}
-    >>> ret = CrossModalRetriever(hidden_units=8, max_epochs=2).fit(X)
-    >>> 0 < mean_reciprocal_rank(ret, X) <= 1
-    True
-    """
-    return float(np.mean(1.0 / _ranks(estimator, X, y)))
