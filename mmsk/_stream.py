@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -187,6 +188,12 @@ def _empty_output(model: Any, methods: Sequence[str]) -> Any:
 _FIRST_ROW = re.compile(r"\(first: row (\d+) ")
 
 
+def _is_item_warning(category: type) -> bool:
+    """Whether ``category`` is mmsk's ItemWarning (its module is loaded when one was raised)."""
+    base = sys.modules.get("mmsk._base")
+    return base is not None and issubclass(category, base.ItemWarning)
+
+
 def _chunk_output(
     model: Any,
     chunk: Any,
@@ -214,14 +221,21 @@ def _chunk_output(
             X = chunk if features is None else chunk[features]
             X = X if prepare is None else prepare(X)
             outputs = _call(model, X, methods)
-        except ItemError as exc:  # the extractors count rows from the chunk's first row
-            error = ItemError(exc.column, start + exc.row, exc.item, exc.reason)
+        except ItemError as exc:  # positions count from the chunk's first row; the labels
+            # (the chunk's index) are the file's rows already
+            error = ItemError(exc.column, start + exc.row, exc.item, exc.reason, exc.label)
             raise error.with_traceback(exc.__traceback__) from exc.__cause__
         except ValueError as exc:
             raise ValueError(f"{src}, data rows {start}-{stop}: {exc}") from exc
     for warning in caught:  # again, "first: row N" counted from the file's first row
         message = str(warning.message)
-        if issubclass(warning.category, UserWarning) and _FIRST_ROW.search(message):
+        # mmsk's extractors name rows by the chunk's index, the file's rows already
+        labelled = _is_item_warning(warning.category)
+        if (
+            not labelled
+            and issubclass(warning.category, UserWarning)
+            and _FIRST_ROW.search(message)
+        ):
             message = _FIRST_ROW.sub(lambda m: f"(first: row {start + int(m[1])} ", message)
         else:
             message = warning.message
