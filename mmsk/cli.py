@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _cli_fit
+from . import _cli_fit, _cli_params
 
 __all__ = ["build_parser", "main"]
 
@@ -71,7 +71,7 @@ def _check_columns(frame: Any, columns: Sequence[str], path: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         have = [str(c) for c in frame.columns]
-        hint = _cli_fit.did_you_mean(missing, have)
+        hint = _cli_params.did_you_mean(missing, have)
         names = ", ".join(map(repr, missing))
         raise ValueError(f"{path} has no column {names} (it has: {', '.join(have)}){hint}")
 
@@ -165,8 +165,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     from .io import save
 
-    params = _cli_fit.read_params(args.params) if args.params else {}
-    roles = _cli_fit.roles_with_params(_roles(args), params)
+    params = _cli_params.read_params(args.params) if args.params else {}
+    roles = _cli_params.roles_with_params(_roles(args), params)
     frame = _read_csv(args.data)
     features = [c for role in _ROLES for c in roles[role]]
     _check_columns(frame, [args.target, *features], args.data)
@@ -180,7 +180,7 @@ def _fit(args: argparse.Namespace) -> int:
                 "give it as --categorical or --text"
             )
     y = _target(frame, args.target, args.data)
-    task = _cli_fit.given_task(args, params)
+    task = _cli_params.given_task(args, params)
     task = _infer_task(y) if task == "auto" else task
     pipeline, options = _cli_fit.build_pipeline(args, roles, task, params)
     X = _resolve_paths(frame, roles["image"] + roles["audio"], Path(args.data).resolve().parent)
