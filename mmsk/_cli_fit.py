@@ -326,7 +326,12 @@ def build_pipeline(
     current = pipeline.get_params(deep=True)
     bad_nested = sorted(k for k in nested if k not in current)
     if bad_plain or bad_nested:
-        valid = sorted({*ROLES, *PIPELINE_ARGS, *net_params, *current})
+        settable = [  # not the steps, nor the lists of them
+            k
+            for k, v in current.items()
+            if "__" in k and not hasattr(v, "get_params") and not k.endswith("__transformers")
+        ]
+        valid = sorted({*ROLES, *PIPELINE_ARGS, *net_params, *settable})
         raise _unknown("params file key", [*bad_plain, *bad_nested], valid)
     for key in nested:
         if hasattr(current[key], "get_params"):

@@ -3,8 +3,14 @@
 ``mmsk demo`` runs :func:`mmsk.demo.run_demo`. ``mmsk fit`` reads a CSV
 file, builds a pipeline with :func:`mmsk.compose.make_multimodal_pipeline`
 from the column roles it is given, fits it and saves it with
-:func:`mmsk.save`; ``mmsk predict`` and ``mmsk evaluate`` load such a file
-with :func:`mmsk.io.load_with_card` and apply it to another CSV file.
+:func:`mmsk.save`. Its options set the extractors (``--image-size``,
+``--image-mode``, ``--audio-sr``, ``--text-encoder tfidf|sentence``) and the
+training (``--max-epochs``, ``--early-stopping``, ``--scoring``,
+``--device``, ...), a ``--params`` file (JSON or TOML) sets any parameter of
+the pipeline, flags winning, and ``--verbose`` prints progress on stderr
+(:mod:`mmsk._cli_fit`, :mod:`mmsk._cli_params`). ``mmsk predict`` and
+``mmsk evaluate`` load such a file with :func:`mmsk.io.load_with_card` and
+apply it to another CSV file.
 ``mmsk serve`` runs :func:`mmsk.serve.serve` (extra ``serve``). See
 ``docs/cli.md`` and ``docs/serving.md``.
 

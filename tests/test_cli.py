@@ -442,6 +442,7 @@ def test_unknown_params_get_a_suggestion_and_the_full_list(tabular_csv, tmp_path
     for key in ("categorical", "max_epochs", "fusion__hidden_units",
                 "features__numeric__standardscaler__with_mean"):  # fmt: skip
         assert re.search(rf"\b{key}\b", valid), key
+    assert not re.search(r"\bfeatures__numeric(,|\))", valid)  # a step: not settable from a file
     file = _write_params(tmp_path / "p.json", {"images": ["x"]})  # an unknown role
     err = _fit_error(tabular_csv, tmp_path, capsys, ["--target", "sold", "--params", file])
     assert "unknown role 'images'; did you mean 'image'? (valid: image, audio, text," in err
@@ -473,6 +474,15 @@ def test_unknown_columns_list_every_column_with_a_suggestion(tmp_path, capsys):
 def test_fit_option_errors(tabular_csv, tmp_path, capsys, extra, message):
     err = _fit_error(tabular_csv, tmp_path, capsys, ["--target", "sold", "--numeric", "x", *extra])
     assert re.search(message, err), err
+
+
+def test_device_cuda_without_a_gpu_is_an_error(tabular_csv, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    extra = ["--target", "sold", "--numeric", "x", "--device", "cuda"]
+    assert "--device cuda: no GPU is visible" in _fit_error(tabular_csv, tmp_path, capsys, extra)
 
 
 def test_params_file_errors(tabular_csv, tmp_path, capsys, sample_csv):
