@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _cli_fit, _cli_params
+from ._tables import DEFAULT_CHUNK_SIZE, missing_columns_error
 
 __all__ = ["build_parser", "main"]
 
@@ -76,10 +77,7 @@ def _read_csv(path: str) -> Any:
 def _check_columns(frame: Any, columns: Sequence[str], path: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        have = [str(c) for c in frame.columns]
-        hint = _cli_params.did_you_mean(missing, have)
-        names = ", ".join(map(repr, missing))
-        raise ValueError(f"{path} has no column {names} (it has: {', '.join(have)}){hint}")
+        raise missing_columns_error(path, missing, frame.columns)
 
 
 def _resolve_paths(frame: Any, columns: Sequence[str], base: Path) -> Any:
@@ -233,33 +231,30 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 # -- predict ---------------------------------------------------------------------
-def _output_frame(frame: Any, id_column: str | None, path: str) -> Any:
-    import pandas as pd
-
-    if id_column is None:
-        return pd.DataFrame({"row": range(len(frame))})
-    _check_columns(frame, [id_column], path)
-    return pd.DataFrame({id_column: frame[id_column].to_numpy()})
-
-
 def _predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model, args.trust_pickle, "predict")
     pipeline = model["pipeline"]
     if args.proba and model["task"] != "classification":
         raise ValueError("--proba needs a classification model; this one is a regression")
-    X = _features(model, args.data)
-    out = _output_frame(X, args.id, args.data)
-    out["prediction"] = pipeline.predict(X)
-    if args.proba:
-        proba = pipeline.predict_proba(X)
-        for j, label in enumerate(pipeline.classes_):
-            out[f"proba_{label}"] = proba[:, j].round(6)
-    if args.out is None:
-        out.to_csv(sys.stdout, index=False)
-    else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(args.out, index=False)
-        print(f"wrote {len(out)} predictions to {args.out}")
+    from ._stream import predict_table
+
+    columns = model["columns"]
+    paths = [c for role in _PATH_ROLES for c in columns[role]]
+    base = Path(args.data).resolve().parent
+    n_rows = predict_table(
+        pipeline,
+        args.data,
+        sys.stdout if args.out is None else args.out,
+        chunk_size=args.chunk_size,
+        method=["predict", "predict_proba"] if args.proba else "predict",
+        columns=[c for cols in columns.values() for c in cols],
+        id_column=args.id,
+        prepare=lambda chunk: _resolve_paths(chunk, paths, base),
+        decimals=6,
+        progress=False if args.quiet else None,
+    )
+    if args.out is not None and not args.quiet:
+        print(f"wrote {n_rows} predictions to {args.out}")
     return 0
 
 
@@ -398,6 +393,13 @@ def _add_serve(sub: Any) -> None:
 
 
 # -- parser ------------------------------------------------------------------------
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``mmsk`` command.
 
@@ -485,12 +487,27 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="predict with a saved model",
         description="Write one prediction per row of DATA as CSV: the row number (or --id "
-        "column), the prediction, and with --proba one probability column per class.",
+        "column), the prediction, and with --proba one probability column per class. DATA is "
+        "read, predicted and written --chunk-size rows at a time, so it may exceed memory.",
     )
     predict.add_argument("model", metavar="MODEL", help="model file written by `mmsk fit`")
-    predict.add_argument("data", metavar="DATA", help="CSV file with the model's feature columns")
-    predict.add_argument("--out", default=None, help="CSV file to write (default: stdout)")
+    predict.add_argument(
+        "data", metavar="DATA", help="CSV (or .parquet) file with the model's feature columns"
+    )
+    predict.add_argument(
+        "--out", default=None, help="CSV (or .parquet) file to write (default: CSV on stdout)"
+    )
     predict.add_argument("--proba", action="store_true", help="add class probabilities")
+    predict.add_argument(
+        "--chunk-size",
+        type=_positive,
+        default=DEFAULT_CHUNK_SIZE,
+        metavar="N",
+        help=f"rows read, predicted and written at a time (default {DEFAULT_CHUNK_SIZE:,})",
+    )
+    predict.add_argument(
+        "--quiet", action="store_true", help="no progress bar (on stderr) and no summary line"
+    )
     predict.add_argument(
         "--id", default=None, metavar="COL", help="copy this column of DATA as the first column"
     )

@@ -291,6 +291,8 @@ def test_predict_and_evaluate_check_the_data_columns(fitted, tabular_csv, sample
     assert code == 2 and "has no column 'label'" in err
     code, _, err = _run(["predict", fitted[0], sample_csv, "--id", "key"])
     assert code == 2 and "has no column 'key'" in err
+    code, _, err = _run(["predict", fitted[0], sample_csv, "--id", "ID"])
+    assert code == 2 and "'ID' (it has: id, image, audio," in err and "did you mean 'id'?" in err
 
 
 # -- fit options and --params ----------------------------------------------------------------
