@@ -298,6 +298,13 @@ def build_pipeline(
     plain = {k: v for k, v in params.items() if "__" not in k and k not in ROLES}
     nested = {k: v for k, v in params.items() if "__" in k}
     bad_plain = sorted(k for k in plain if k not in net_params and k not in PIPELINE_ARGS)
+    other = FusionRegressor if task == "classification" else FusionClassifier
+    for key in bad_plain:
+        if key in other().get_params(deep=False):
+            raise ValueError(
+                f"params file: {key!r} is a parameter of {other.__name__}, not of "
+                f"{estimator.__name__} (the task is {task})"
+            )
 
     kwargs: dict[str, Any] = {k: v for k, v in plain.items() if k not in bad_plain}
     kwargs.pop("task", None)  # given_task() decided it

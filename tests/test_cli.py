@@ -494,6 +494,10 @@ def test_params_file_errors(tabular_csv, tmp_path, capsys, sample_csv):
         "list.json": ("[1, 2]", "must hold an object of keys and values, not a list"),
         "step.json": ('{"features__numeric": 1}', "'features__numeric' is a step of the pipeline"),
         "task.json": ('{"task": "regresion"}', "did you mean 'regression'"),
+        "cw.json": (
+            '{"task": "regression", "class_weight": "balanced"}',
+            "'class_weight' is a parameter of FusionClassifier, not of FusionRegressor",
+        ),
     }
     if sys.version_info >= (3, 11):
         cases["p.toml"] = ("a = ", "cannot read params file .*p.toml as TOML")
