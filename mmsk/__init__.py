@@ -42,7 +42,7 @@ _LAZY = {
     "save": "mmsk.io",
     "load": "mmsk.io",
 }
-_SUBMODULES = ("datasets", "io", "plotting")
+_SUBMODULES = ("datasets", "inspection", "io", "plotting")
 
 __all__ = sorted([*_LAZY, *_SUBMODULES])
 

@@ -10,10 +10,12 @@ content-addressed cache — lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import joblib
@@ -22,15 +24,18 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import FeatureCache, cache_location
+from ._files import MAX_FILE_BYTES, FilePolicy, allowed_roots, check_max_bytes
 from ._items import (
     ON_ERROR_CHOICES,
     BadItem,
     ItemError,
     as_items,
     describe_item,
+    index_labels,
     is_missing,
     item_fingerprint,
     item_source,
+    row_name,
 )
 
 __all__ = ["BadItem", "ItemTransformer", "ItemWarning"]
@@ -43,6 +48,18 @@ class ItemWarning(UserWarning):
     """Some items could not be read and became NaN rows (``on_error="nan"``)."""
 
 
+#: Parameters that never change an extractor's output (left out of the cache key).
+_NOT_OUTPUT = (
+    "on_error",
+    "n_jobs",
+    "memory",
+    "verbose",
+    "max_file_bytes",
+    "allowed_dirs",
+    "max_duration",
+)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "file not found"
@@ -50,8 +67,35 @@ def _reason(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, IsADirectoryError):
         return "is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
     text = str(exc).strip() or "no message"
+    if isinstance(exc, MemoryError):
+        return f"ran out of memory processing it ({text}); see docs/security.md for the limits"
     return f"cannot be read ({type(exc).__name__}: {text})"
+
+
+def _label(labels: Sequence[Any] | None, row: int) -> Any:
+    return None if labels is None else labels[row]
+
+
+def _is_path(item: Any) -> bool:
+    return isinstance(item, (str, os.PathLike))
+
+
+@contextlib.contextmanager
+def opened(item: Any, policy: FilePolicy | None) -> Iterator[Any]:
+    """Yield what a decoder reads for ``item``: a path opened under ``policy``, else the item.
+
+    With a policy (the extractors that read files), a path item is opened
+    by :meth:`FilePolicy.open` (regular files only, size limit, allowed
+    directories) and closed after the block; any other item passes through.
+    """
+    if policy is None or not _is_path(item):
+        yield item
+        return
+    with policy.open(item) as fh:
+        yield fh
 
 
 def _versions(modules: Sequence[str]) -> dict[str, str]:
@@ -71,26 +115,33 @@ def _extract_batch(
     column: str | None,
     cache: FeatureCache,
     n_out: int,
-) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
-    """Extract one batch of items; return its rows and the failures."""
+    labels: Sequence[Any] | None = None,
+    policy: FilePolicy | None = None,
+) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
+    """Extract one batch of items; return its rows and the failures.
+
+    A failure is ``(row name, item description, reason)``; ``labels`` are
+    the batch's index labels (None: rows are named by position).
+    """
     dtype = est._output_dtype
     out = np.full((len(items), n_out), np.nan, dtype=dtype)
-    failures: list[tuple[int, str, str]] = []
+    failures: list[tuple[str, str, str]] = []
     extract, text, cached = est._extract, est._text_items, cache.enabled
     for i, item in enumerate(items):
-        if is_missing(item):
+        if is_missing(item, text=text):
             continue
         try:
-            key = None
-            if cached:
-                key, source = item_fingerprint(item, text=text)
-                hit = None if key is None else cache.get(key)
-                if hit is not None and hit.shape == (n_out,):
-                    out[i] = hit
-                    continue
-            else:
-                source = item if text else item_source(item)
-            vector = extract(source)
+            with opened(item, policy) as given:
+                key = None
+                if cached:
+                    key, source = item_fingerprint(given, text=text)
+                    hit = None if key is None else cache.get(key)
+                    if hit is not None and hit.shape == (n_out,):
+                        out[i] = hit
+                        continue
+                else:
+                    source = given if text else item_source(given)
+                vector = extract(source)
             if not (isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype == dtype):
                 vector = np.asarray(vector, dtype=dtype).reshape(-1)
             if vector.shape[0] != n_out:
@@ -98,13 +149,14 @@ def _extract_batch(
             if key is not None:
                 cache.put(key, vector)
             out[i] = vector
-        except (KeyboardInterrupt, SystemExit, MemoryError):
+        except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
+        except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
             reason = _reason(exc)
+            label = _label(labels, i)
             if est.on_error == "raise":
-                raise ItemError(column, start + i, describe_item(item), reason) from exc
-            failures.append((start + i, describe_item(item), reason))
+                raise ItemError(column, start + i, describe_item(item), reason, label) from exc
+            failures.append((row_name(start + i, label), describe_item(item), reason))
     return out, failures
 
 
@@ -128,8 +180,14 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     def _check_params(self) -> None:
         """Validate the subclass's own parameters (called by ``fit``)."""
 
-    def _fit_items(self, items: Sequence[Any], column: str | None) -> None:
-        """Learn from the training items (most extractors learn nothing)."""
+    def _fit_items(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> None:
+        """Learn from the training items (most extractors learn nothing).
+
+        ``labels`` are the input's index labels (None: rows are positions),
+        for errors that name a row.
+        """
 
     def _feature_names(self) -> list[str]:
         raise NotImplementedError
@@ -139,9 +197,16 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
 
     def _cache_params(self) -> dict[str, Any]:
         params = self.get_params(deep=False)
-        for name in ("on_error", "n_jobs", "memory", "verbose"):
+        for name in _NOT_OUTPUT:
             params.pop(name, None)
         return params
+
+    def _file_policy(self) -> FilePolicy | None:
+        """How path items are opened (None for text extractors, which open no file)."""
+        if self._text_items:
+            return None
+        max_bytes = getattr(self, "max_file_bytes", MAX_FILE_BYTES)
+        return FilePolicy(max_bytes, allowed_roots(getattr(self, "allowed_dirs", None)))
 
     # -- scikit-learn API ----------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> ItemTransformer:
@@ -162,7 +227,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         self._check_common_params()
         self._check_params()
         items, column = self._fit_input(X)
-        self._fit_items(items, column)
+        self._fit_items(items, column, index_labels(X))
         self.n_features_out_ = len(self._feature_names())
         return self
 
@@ -174,6 +239,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         if n_jobs is not None and not isinstance(n_jobs, (int, np.integer)):
             raise ValueError(f"n_jobs must be an int or None, got {n_jobs!r}")
         cache_location(getattr(self, "memory", None))  # validates the type
+        check_max_bytes(getattr(self, "max_file_bytes", None))
+        allowed_roots(getattr(self, "allowed_dirs", None))  # each must be a directory
 
     def _fit_input(self, X: Any) -> tuple[Sequence[Any], str | None]:
         """Read the training column; set ``n_features_in_`` and ``feature_names_in_``."""
@@ -210,7 +277,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 )
         if column is None and hasattr(self, "feature_names_in_"):
             column = str(self.feature_names_in_[0])
-        return self._extract_all(items, column)
+        return self._extract_all(items, column, index_labels(X))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Get the names of the output features.
@@ -240,12 +307,15 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     # -- the work ------------------------------------------------------------
     def _warn_failures(
         self,
-        failures: Sequence[tuple[int, str, str]],
+        failures: Sequence[tuple[Any, str, str]],
         n: int,
         column: str | None,
         became: str = "NaN rows",
     ) -> None:
-        """Warn once (``on_error="nan"``) with the count and the first failure."""
+        """Warn once (``on_error="nan"``) with the count and the first failure.
+
+        A failure is ``(row name, item description, reason)``.
+        """
         if not failures:
             return
         row, item, reason = failures[0]
@@ -262,7 +332,9 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         token = joblib.hash((type(self).__name__, self._cache_params(), _versions(self._versioned)))
         return FeatureCache(location, type(self).__name__, token)
 
-    def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
+    def _extract_all(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> np.ndarray:
         n = len(items)
         n_out = len(self._feature_names())
         out = np.full((n, n_out), np.nan, dtype=self._output_dtype)
@@ -272,11 +344,22 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         size = MAX_BATCH if workers == 1 else max(1, min(MAX_BATCH, math.ceil(n / (4 * workers))))
         starts = range(0, n, size)
         cache = self._cache()
+        policy = self._file_policy()
         task = joblib.delayed(_extract_batch)
         results = joblib.Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            task(self, items[s : s + size], s, column, cache, n_out) for s in starts
+            task(
+                self,
+                items[s : s + size],
+                s,
+                column,
+                cache,
+                n_out,
+                None if labels is None else labels[s : s + size],
+                policy,
+            )
+            for s in starts
         )
-        failures: list[tuple[int, str, str]] = []
+        failures: list[tuple[Any, str, str]] = []
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm

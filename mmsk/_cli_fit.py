@@ -215,13 +215,9 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
 
 # -- the pipeline --------------------------------------------------------------------------
 def _check_device(device: str) -> None:
-    import torch
-
     from ._torch import resolve_device
 
-    resolve_device(device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no GPU is visible to torch here; use auto or cpu")
+    resolve_device(device)  # an unknown device, or cuda without one: before any extraction
 
 
 def _check_scoring(scoring: str) -> None:

@@ -44,6 +44,25 @@ SHARED_DOCS: dict[str, str] = {
     "verbose": """\
     verbose : int, default=0
         Show a tqdm progress bar over items when > 0.""",
+    "max_duration": """\
+    max_duration : float or None, default=600.0
+        Longest clip in seconds; None: any. Checked on the file's header
+        before decoding (frames / sampling rate), together with a bound on
+        the samples decoded (``frames * channels`` at most ``max_duration``
+        seconds of stereo at 192 kHz), so a small file whose header implies
+        an enormous clip costs nothing: it is an item error (or, with
+        ``on_error="nan"``, a NaN row). A waveform array longer than
+        ``max_duration`` at ``sr`` is refused too. See ``docs/security.md``.""",
+    "file_limits": """\
+    max_file_bytes : int or None, default=268435456 (256 MiB)
+        Largest file a path item may name, checked from its size before
+        reading; None: any size. Only regular files are read: a directory,
+        a FIFO, a device or a socket is an item error, never a hang.
+    allowed_dirs : None, path-like or sequence of path-like, default=None
+        Confine path items to these directories: a path that resolves
+        (symlinks and ``..`` followed) outside all of them is an item error.
+        None: any path. Use it whenever the column comes from someone else
+        (an uploaded CSV file, a request). See ``docs/security.md``.""",
 }
 
 

@@ -23,9 +23,17 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ._base import ItemTransformer, _reason, _versions
+from ._base import ItemTransformer, _label, _reason, _versions, opened
 from ._cache import FeatureCache, cache_location
-from ._items import ItemError, describe_item, is_missing, item_fingerprint, item_source
+from ._files import FilePolicy
+from ._items import (
+    ItemError,
+    describe_item,
+    is_missing,
+    item_fingerprint,
+    item_source,
+    row_name,
+)
 
 __all__ = ["Embedder", "module_fingerprint"]
 
@@ -42,37 +50,47 @@ def _prepare_chunk(
     text: bool,
     on_error: str,
     n_out: int,
+    labels: Sequence[Any] | None = None,
+    policy: FilePolicy | None = None,
 ) -> list[tuple[int, str | None, Any, int]]:
     """Look up and decode one chunk of items (in a joblib worker or in-process).
 
     Returns ``(row, cache key, value, kind)`` for every non-missing item:
     a cached vector (``_HIT``), the decoded model input (``_INPUT``), or
-    ``(item description, reason)`` (``_FAILED``, with ``on_error="nan"``).
+    ``(row name, item description, reason)`` (``_FAILED``, with
+    ``on_error="nan"``).
     """
     results: list[tuple[int, str | None, Any, int]] = []
     cached = cache.enabled
     for i, item in enumerate(items):
-        if is_missing(item):
+        if is_missing(item, text=text):
             continue
         try:
-            key = None
-            if cached:
-                key, source = item_fingerprint(item, text=text)
-                hit = None if key is None else cache.get(key)
-                if hit is not None and hit.shape == (n_out,):
-                    results.append((start + i, key, hit, _HIT))
-                    continue
-            else:
-                source = item if text else item_source(item)
-            results.append((start + i, key, prepare(source), _INPUT))
-        except (KeyboardInterrupt, SystemExit, MemoryError):
+            with opened(item, policy) as given:
+                key = None
+                if cached:
+                    key, source = item_fingerprint(given, text=text)
+                    hit = None if key is None else cache.get(key)
+                    if hit is not None and hit.shape == (n_out,):
+                        results.append((start + i, key, hit, _HIT))
+                        continue
+                else:
+                    source = given if text else item_source(given)
+                results.append((start + i, key, prepare(source), _INPUT))
+        except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
+        except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
             reason = _reason(exc)
+            label = _label(labels, i)
             if on_error == "raise":
-                raise ItemError(column, start + i, describe_item(item), reason) from exc
-            results.append((start + i, None, (describe_item(item), reason), _FAILED))
+                raise ItemError(column, start + i, describe_item(item), reason, label) from exc
+            failure = (row_name(start + i, label), describe_item(item), reason)
+            results.append((start + i, None, failure, _FAILED))
     return results
+
+
+class _ShapeError(ValueError):
+    """The model's output has the wrong shape: a fault of the model, never of an item."""
 
 
 class _Pending:
@@ -219,7 +237,9 @@ class Embedder(ItemTransformer):
         self._loaded_model = (spec, model)
         return model
 
-    def _fit_items(self, items: Sequence[Any], column: str | None) -> None:
+    def _fit_items(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> None:
         """Load the model and learn the embedding size."""
         self.embedding_dim_ = int(self._embedding_dim(self._get_model()))
 
@@ -254,22 +274,60 @@ class Embedder(ItemTransformer):
         return FeatureCache(location, name, token)
 
     # -- the work ------------------------------------------------------------
-    def _flush(self, model: Any, pending: _Pending, out: np.ndarray, cache: FeatureCache) -> None:
-        vectors = self._embed(model, pending.inputs)
+    def _embed_checked(self, model: Any, inputs: list[Any], width: int) -> np.ndarray:
+        vectors = self._embed(model, inputs)
         if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32):
             vectors = np.asarray(vectors, dtype=np.float32)
-        expected = (len(pending.inputs), out.shape[1])
+        expected = (len(inputs), width)
         if vectors.shape != expected:
-            raise ValueError(
+            raise _ShapeError(
                 f"{type(self).__name__}: the model gave embeddings of shape {vectors.shape}, "
                 f"expected {expected}; fit again after changing the model or its input size"
             )
+        return vectors
+
+    def _embed_one_by_one(
+        self, model: Any, pending: _Pending, width: int, batch_error: Exception, report: Any
+    ) -> np.ndarray:
+        """Embed a batch the model refused input by input; the refused inputs are item errors.
+
+        If the model refuses every input alone too, the fault is the model's
+        (or the machine's), not the items': the batch's own error is raised.
+        """
+        vectors = np.full((len(pending.inputs), width), np.nan, dtype=np.float32)
+        refused: list[tuple[int, Exception]] = []
+        for j, value in enumerate(pending.inputs):
+            try:
+                vectors[j] = self._embed_checked(model, [value], width)[0]
+            except (KeyboardInterrupt, SystemExit, _ShapeError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the policy of one item
+                refused.append((j, exc))
+        if len(refused) == len(pending.inputs) and len(refused) > 1:
+            raise batch_error
+        for j, exc in refused:
+            rows = [row for row, k in zip(pending.rows, pending.index, strict=True) if k == j]
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+            report(rows, f"the model refused it ({type(exc).__name__}: {text[:200]})", exc)
+        return vectors
+
+    def _flush(
+        self, model: Any, pending: _Pending, out: np.ndarray, cache: FeatureCache, report: Any
+    ) -> None:
+        try:
+            vectors = self._embed_checked(model, pending.inputs, out.shape[1])
+        except (KeyboardInterrupt, SystemExit, _ShapeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - find the inputs the model refuses
+            vectors = self._embed_one_by_one(model, pending, out.shape[1], exc, report)
         for j, key in enumerate(pending.keys):
-            if key is not None:
+            if key is not None and np.isfinite(vectors[j]).all():
                 cache.put(key, vectors[j])
         out[pending.rows] = vectors[pending.index]
 
-    def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
+    def _extract_all(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> np.ndarray:
         n = len(items)
         n_out = self.n_features_out_
         out = np.full((n, n_out), np.nan, dtype=np.float32)
@@ -277,13 +335,25 @@ class Embedder(ItemTransformer):
             return out
         model = self._get_model()
         cache = self._cache()
+        policy = self._file_policy()
         step = self._chunk_size()
         task = joblib.delayed(_prepare_chunk)
         prepare = self._preparer()
         starts = range(0, n, step)
         text, on_error = self._text_items, self.on_error
         chunks = joblib.Parallel(n_jobs=getattr(self, "n_jobs", None), return_as="generator")(
-            task(prepare, items[s : s + step], s, column, cache, text, on_error, n_out)
+            task(
+                prepare,
+                items[s : s + step],
+                s,
+                column,
+                cache,
+                text,
+                on_error,
+                n_out,
+                None if labels is None else labels[s : s + step],
+                policy,
+            )
             for s in starts
         )
         bar = None
@@ -291,7 +361,16 @@ class Embedder(ItemTransformer):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, unit="item", desc=type(self).__name__)
-        failures: list[tuple[int, str, str]] = []
+        failures: list[tuple[int, tuple[Any, str, str]]] = []  # (position, failure)
+
+        def report(rows: list[int], reason: str, exc: Exception) -> None:
+            """Apply the item policy to rows whose (identical) input the model refused."""
+            for row in rows:
+                label = _label(labels, row)
+                if on_error == "raise":
+                    raise ItemError(column, row, describe_item(items[row]), reason, label) from exc
+                failures.append((row, (row_name(row, label), describe_item(items[row]), reason)))
+
         own_dedupe = type(self)._dedupe_key is not Embedder._dedupe_key
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
@@ -301,17 +380,18 @@ class Embedder(ItemTransformer):
                     same = dedupe_key(value) if key is None and dedupe_key else key
                     pending.add(row, key, value, same)
                     if len(pending.inputs) >= step:
-                        self._flush(model, pending, out, cache)
+                        self._flush(model, pending, out, cache, report)
                         pending = _Pending()
                 elif kind == _HIT:
                     out[row] = value
                 else:
-                    failures.append((row, *value))
+                    failures.append((row, value))
             if bar is not None:
                 bar.update(min(step, n - start))
         if pending.rows:
-            self._flush(model, pending, out, cache)
+            self._flush(model, pending, out, cache, report)
+        failures.sort(key=lambda pair: pair[0])
         if bar is not None:
             bar.close()
-        self._warn_failures(failures, n, column)
+        self._warn_failures([failure for _, failure in failures], n, column)
         return out

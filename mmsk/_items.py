@@ -23,9 +23,11 @@ __all__ = [
     "ItemError",
     "as_items",
     "describe_item",
+    "index_labels",
     "is_missing",
     "item_fingerprint",
     "item_source",
+    "valid_text",
 ]
 
 ON_ERROR_CHOICES = ("raise", "nan")
@@ -49,7 +51,9 @@ class ItemError(ValueError):
     """One item of a column could not be read or processed.
 
     The message names the column (when known), the row and the item, for
-    example ``audio: row 17 ('clips/x.wav'): file not found``.
+    example ``audio: row 17 ('clips/x.wav'): file not found``. The row is the
+    input's index label when it has one (a pandas input whose index is not
+    ``0 .. n-1``, such as a cross-validation fold), else the position.
 
     Parameters
     ----------
@@ -61,37 +65,96 @@ class ItemError(ValueError):
         Short description of the item, see :func:`describe_item`.
     reason : str
         What went wrong.
+    label : object or None, default=None
+        The row's index label, shown instead of the position when given.
 
     Examples
     --------
     >>> from mmsk._items import ItemError
     >>> str(ItemError("audio", 17, "'clips/x.wav'", "file not found"))
     "audio: row 17 ('clips/x.wav'): file not found"
+    >>> str(ItemError("audio", 2, "'x.wav'", "file not found", label="clip-9"))
+    "audio: row 'clip-9' ('x.wav'): file not found"
     """
 
-    def __init__(self, column: str | None, row: int, item: str, reason: str):
+    def __init__(self, column: str | None, row: int, item: str, reason: str, label: Any = None):
         self.column = column
         self.row = row
         self.item = item
         self.reason = reason
+        self.label = label
         prefix = f"{column}: " if column is not None else ""
-        super().__init__(f"{prefix}row {row} ({item}): {reason}")
+        super().__init__(f"{prefix}row {row_name(row, label)} ({item}): {reason}")
 
     def __reduce__(self):
-        return (type(self), (self.column, self.row, self.item, self.reason))
+        return (type(self), (self.column, self.row, self.item, self.reason, self.label))
 
 
-def is_missing(item: Any) -> bool:
-    """Tell whether ``item`` is a missing value (None, NaN, pd.NA, NaT).
+def row_name(row: int, label: Any = None) -> str:
+    """How a message names a row: its index label when there is one, else its position.
+
+    Examples
+    --------
+    >>> from mmsk._items import row_name
+    >>> row_name(3), row_name(3, 15), row_name(3, "b")
+    ('3', '15', "'b'")
+    """
+    if label is None:
+        return str(row)
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        return str(int(label))
+    return describe_item(label.item() if isinstance(label, np.generic) else label, width=40)
+
+
+def index_labels(X: Any) -> list[Any] | None:
+    """Return the index labels of a pandas input, or None when they are the positions.
+
+    None for anything that is not pandas, and for a default index
+    (``0 .. n-1``), where a label and a position are the same.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from mmsk._items import index_labels
+    >>> index_labels(pd.Series(["a", "b"])) is None
+    True
+    >>> index_labels(pd.Series(["a", "b"], index=[10, 11]))
+    [10, 11]
+    """
+    index = getattr(X, "index", None)
+    if index is None or not hasattr(X, "iloc"):
+        return None
+    n = len(index)
+    if n == 0 or (type(index).__name__ == "RangeIndex" and index.start == 0 and index.step == 1):
+        return None
+    labels = index.tolist()
+    if labels == list(range(n)):
+        return None
+    return labels
+
+
+def is_missing(item: Any, *, text: bool = False) -> bool:
+    """Tell whether ``item`` is a missing value (None, NaN, pd.NA, NaT, "").
+
+    The empty string is missing for every extractor (an empty CSV cell, a
+    path or a text left out). For text extractors (``text=True``) empty
+    bytes are missing too; for media, empty bytes are an empty file, an
+    error.
 
     Examples
     --------
     >>> from mmsk._items import is_missing
-    >>> [is_missing(v) for v in (None, float("nan"), "a.wav", 0.0)]
-    [True, True, False, False]
+    >>> [is_missing(v) for v in (None, float("nan"), "", "a.wav", 0.0, b"")]
+    [True, True, True, False, False, False]
+    >>> is_missing(b"", text=True)
+    True
     """
     if item is None:
         return True
+    if isinstance(item, str):
+        return not item
+    if isinstance(item, (bytes, bytearray)):
+        return text and not item
     if isinstance(item, (float, np.floating)):
         return math.isnan(item)
     name = type(item).__name__
@@ -243,11 +306,40 @@ def item_source(item: Any) -> Any:
     return item
 
 
+def valid_text(text: str) -> str:
+    r"""Return ``text`` if it is valid Unicode, else raise :class:`BadItem`.
+
+    A Python ``str`` can hold lone surrogates (``"\ud800"``, from
+    ``surrogateescape`` decoding or broken JSON) that no UTF-8 file, JSON
+    writer or tokenizer accepts; every text extractor refuses them as an
+    item error, the same way.
+
+    Examples
+    --------
+    >>> from mmsk._items import valid_text
+    >>> valid_text("ok")
+    'ok'
+    >>> valid_text("bad \ud800 text")
+    Traceback (most recent call last):
+    ...
+    mmsk._items.BadItem: not valid Unicode text: a lone surrogate '\ud800' at character 4
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = text[exc.start]
+        kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a character"
+        raise BadItem(f"not valid Unicode text: {kind} {char!r} at character {exc.start}") from None
+    return text
+
+
 def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str | None, Any]:
     """Hash an item's content for the feature cache.
 
-    A path is hashed by the bytes of its file (so a renamed or copied file
-    hits the cache, and an edited file misses it); bytes by themselves; an
+    A path (or an open binary file) is hashed by the bytes of its file (so
+    a renamed or copied file hits the cache, and an edited file misses it);
+    a path is read as :func:`mmsk._files.read_regular` reads it (a regular
+    file of at most its default size); bytes by themselves; an
     array by its dtype, shape and data; a PIL image by its mode, size and
     pixels. The file is read once, and the bytes returned so that the caller
     can decode them without reading the file again.
@@ -280,9 +372,13 @@ def item_fingerprint(item: Any, *, text: bool = False) -> tuple[str | None, Any]
         digest.update(b"text")
         digest.update(item.encode("utf-8", "surrogatepass"))
         return digest.hexdigest(), item
-    if isinstance(item, (str, Path, os.PathLike)):
-        with open(os.fspath(item), "rb") as fh:
-            data = fh.read()
+    if isinstance(item, (str, Path, os.PathLike)) or hasattr(item, "read"):
+        if hasattr(item, "read"):
+            data = item.read()
+        else:
+            from ._files import read_regular  # (it imports this module)
+
+            data = read_regular(os.fspath(item))
         digest.update(b"bytes")
         digest.update(data)
         return digest.hexdigest(), io.BytesIO(data)

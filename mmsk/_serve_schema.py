@@ -22,8 +22,6 @@ import base64
 import binascii
 import io
 import math
-import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ._items import describe_item
+from ._files import FileTooLarge, PathOutside, confine, read_regular
+from ._items import BadItem, describe_item
 
 __all__ = [
     "ColumnSpec",
@@ -441,39 +440,39 @@ def _b64decode(text: str) -> bytes:
 
 
 def _read_allowed(value: str, limits: Limits) -> bytes:
-    """Read the file a request names, if it lies inside an allowed directory."""
+    """Read the file a request names, if it lies inside an allowed directory.
+
+    The rules are the extractors' (:mod:`mmsk._files`): symlinks and ``..``
+    resolved before the check, regular files only, the size from ``fstat``
+    before reading.
+    """
     if not limits.allow_dirs:
         raise _Refused(
             'paths are not accepted here: send the file as {"base64": ...} '
             "(the server's operator can allow directories with --allow-dir)",
             403,
         )
-    if "\x00" in value or not value:
+    if not value:
         raise _Refused("not a valid path", 422)
-    candidate = Path(value)  # "~" is no home directory here: the client's home is not ours
-    if not candidate.is_absolute():
-        candidate = limits.allow_dirs[0] / candidate
-    real = Path(os.path.realpath(candidate))  # symlinks and ".." resolved
-    if not any(real.is_relative_to(root) for root in limits.allow_dirs):
-        raise _Refused("path outside the allowed directories (symlinks and '..' resolved)", 403)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(real, flags)
+        # "~" is no home directory here: the client's home is not ours
+        real = confine(value, limits.allow_dirs, base=limits.allow_dirs[0])
+        return read_regular(
+            real,
+            max_bytes=limits.max_request_bytes,
+            limit_name="--max-request-bytes",
+            nofollow=True,
+        )
+    except PathOutside as exc:
+        raise _Refused(str(exc), 403) from None
+    except FileTooLarge as exc:
+        raise _Refused(str(exc), 413) from None
     except FileNotFoundError:
         raise _Refused("file not found") from None
+    except BadItem as exc:  # not a regular file, empty, a NUL in the path
+        raise _Refused(str(exc)) from None
     except OSError as exc:
         raise _Refused(f"cannot open the file ({exc.strerror or type(exc).__name__})") from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise _Refused("not a regular file")
-        if info.st_size > limits.max_request_bytes:
-            raise _Refused(
-                f"file of {info.st_size} bytes, more than the limit of "
-                f"{limits.max_request_bytes} (--max-request-bytes)",
-                413,
-            )
-        return fh.read(limits.max_request_bytes + 1)
 
 
 def _check_image(data: bytes, limits: Limits) -> None:

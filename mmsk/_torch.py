@@ -35,7 +35,8 @@ def resolve_device(device: Any = "auto") -> Any:
     Raises
     ------
     ValueError
-        If ``device`` is not a device torch knows.
+        If ``device`` is not a device torch knows, or names a CUDA device
+        that is not there (checked now, not when torch first uses it).
 
     Examples
     --------
@@ -50,11 +51,22 @@ def resolve_device(device: Any = "auto") -> Any:
     if device is None or (isinstance(device, str) and device == "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
+        where = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
             f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
         ) from exc
+    if where.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r}, but torch sees no CUDA device (torch.cuda.is_available() "
+                "is False); use device='auto' or 'cpu'"
+            )
+        if where.index is not None and where.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}, but torch sees {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+            )
     return device
 
 

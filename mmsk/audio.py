@@ -3,7 +3,7 @@
 Both transformers read one clip at a time with :mod:`soundfile`, mix it to
 mono, resample it with :func:`librosa.resample` when its rate differs from
 ``sr``, compute the clip's STFT magnitude once and derive everything else
-from it with :mod:`librosa`. Loading lives in :mod:`mmsk._audio_io`
+from it with :mod:`librosa`. Loading lives in :mod:`mmsk._audio_load`
 (:func:`load_audio`, re-exported here), shared with
 :class:`~mmsk.audio_embed.AudioEmbedder`.
 """
@@ -20,11 +20,19 @@ from typing import Any
 import librosa
 import numpy as np
 
-from ._audio_io import _check_int, _check_real, load_audio
+from ._audio_load import (
+    MAX_DURATION,
+    RES_TYPE,  # noqa: F401 - (its old home)
+    _check_int,
+    _check_not_truncated,  # noqa: F401 - (its old home)
+    _check_real,
+    load_audio,
+)
 from ._base import BadItem, ItemTransformer
 from ._docstrings import fill_doc
+from ._files import MAX_FILE_BYTES
 
-__all__ = ["AudioFeatures", "LogMelSpectrogram", "load_audio"]
+__all__ = ["MAX_DURATION", "AudioFeatures", "LogMelSpectrogram", "load_audio"]
 
 #: Feature groups of :class:`AudioFeatures`, in their default order.
 FEATURE_GROUPS = ("mfcc", "mfcc_delta", "melspec", "spectral", "chroma", "zcr", "rms")
@@ -114,7 +122,9 @@ def _check_choices(name: str, value: Any, valid: str) -> tuple[str, ...]:
 
 
 def _check_front_end(est: Any, uses_mel: bool = True) -> None:
-    """Check the parameters both transformers share: sr, STFT and mel."""
+    """Check the parameters both transformers share: sr, STFT, mel and ``max_duration``."""
+    if est.max_duration is not None:
+        _check_real("max_duration", est.max_duration, 0.0, strict=True)
     if est.sr is not None:
         _check_int("sr", est.sr)
     _check_int("n_fft", est.n_fft, 2)
@@ -285,6 +295,8 @@ class AudioFeatures(ItemTransformer):
         Lowest frequency of the mel filters (Hz).
     fmax : float or None, default=None
         Highest frequency of the mel filters (Hz); None means ``sr / 2``.
+    {max_duration}
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -361,6 +373,9 @@ class AudioFeatures(ItemTransformer):
         hop_length=512,
         fmin=0.0,
         fmax=None,
+        max_duration=MAX_DURATION,
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -377,6 +392,9 @@ class AudioFeatures(ItemTransformer):
         self.hop_length = hop_length
         self.fmin = fmin
         self.fmax = fmax
+        self.max_duration = max_duration
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory
@@ -435,7 +453,7 @@ class AudioFeatures(ItemTransformer):
         return [f"{row}_{stat}" for row in self._row_names() for stat in stats]
 
     def _extract(self, source: Any) -> np.ndarray:
-        y, sr = load_audio(source, self.sr, mono=True)
+        y, sr = load_audio(source, self.sr, mono=True, max_duration=self.max_duration)
         with _one_blas_thread():
             return _clip_features(y, sr, self)
 
@@ -510,6 +528,8 @@ class LogMelSpectrogram(ItemTransformer):
     crop : {"center", "start"}, default="center"
         Which ``n_frames`` frames a longer clip keeps: the middle ones or
         the first ones.
+    {max_duration}
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -570,6 +590,9 @@ class LogMelSpectrogram(ItemTransformer):
         top_db=80.0,
         pad_mode="constant",
         crop="center",
+        max_duration=MAX_DURATION,
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -585,6 +608,9 @@ class LogMelSpectrogram(ItemTransformer):
         self.top_db = top_db
         self.pad_mode = pad_mode
         self.crop = crop
+        self.max_duration = max_duration
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory
@@ -599,7 +625,7 @@ class LogMelSpectrogram(ItemTransformer):
         if self.crop not in ("center", "start"):
             raise ValueError(f"crop must be 'center' or 'start', got {self.crop!r}")
 
-    def _fit_items(self, items: Any, column: str | None) -> None:
+    def _fit_items(self, items: Any, column: str | None, labels: Any = None) -> None:
         self.output_shape_ = (1, int(self.n_mels), int(self.n_frames))
 
     def _feature_names(self) -> list[str]:
@@ -612,6 +638,6 @@ class LogMelSpectrogram(ItemTransformer):
         ]
 
     def _extract(self, source: Any) -> np.ndarray:
-        y, sr = load_audio(source, self.sr, mono=True)
+        y, sr = load_audio(source, self.sr, mono=True, max_duration=self.max_duration)
         with _one_blas_thread():
             return _log_mel_image(y, sr, self).reshape(-1)

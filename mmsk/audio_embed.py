@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._audio_io import _check_int, load_audio
+from ._audio_load import _check_int, load_audio
 from ._audio_models import Chain, Rescale, stages_of
 from ._docstrings import fill_doc
 from ._embed import Embedder

@@ -27,11 +27,12 @@ code it holds. See ``docs/io.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,49 @@ def _resolve_paths(frame: Any, columns: Sequence[str], base: Path) -> Any:
             str(base / Path(v).expanduser()) if isinstance(v, str) and v else v for v in frame[col]
         ]
     return frame
+
+
+def _file_readers(model: Any) -> list[Any]:
+    """Every estimator inside ``model`` (fitted or not) that reads item files (``allowed_dirs``)."""
+    found: dict[int, Any] = {}
+
+    def walk(est: Any) -> None:
+        for attribute in ("transformers", "transformers_"):
+            for entry in getattr(est, attribute, None) or ():
+                walk(entry[1])
+        for _, step in getattr(est, "steps", None) or ():
+            walk(step)
+        get_params = getattr(est, "get_params", None)
+        if callable(get_params) and not isinstance(est, type):
+            if "allowed_dirs" in get_params(deep=False):
+                found[id(est)] = est
+
+    walk(model)
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def _confined(model: Any, dirs: Sequence[str] | None) -> Iterator[None]:
+    """Confine the item paths that ``model`` reads to ``dirs`` inside the block (``--allow-dir``).
+
+    The option is the run's, not the model's: the previous values come back
+    afterwards (None for the extractors fitted inside the block), so a saved
+    model carries no directories of this machine.
+    """
+    if not dirs:
+        yield
+        return
+    from ._files import allowed_roots
+
+    allowed_roots(dirs, name="--allow-dir")  # each must be a directory: say so before any work
+    before = {id(est): est.get_params(deep=False)["allowed_dirs"] for est in _file_readers(model)}
+    try:
+        for est in _file_readers(model):
+            est.set_params(allowed_dirs=list(dirs))
+        yield
+    finally:
+        for est in _file_readers(model):
+            est.set_params(allowed_dirs=before.get(id(est)))
 
 
 def _target(frame: Any, name: str, path: str) -> Any:
@@ -193,7 +237,8 @@ def _fit(args: argparse.Namespace) -> int:
     # What Pipeline.fit does, keeping the features to score on them without extracting twice.
     step, net = pipeline.named_steps["features"], pipeline.named_steps["fusion"]
     with _cli_fit.progress(pipeline, args.verbose):  # on stderr
-        Xt = step.fit_transform(X, y)
+        with _confined(pipeline, args.allow_dir):
+            Xt = step.fit_transform(X, y)
         net.fit(Xt, y)
     seconds = time.perf_counter() - start
     score = float(net.score(Xt, y))
@@ -241,18 +286,19 @@ def _predict(args: argparse.Namespace) -> int:
     columns = model["columns"]
     paths = [c for role in _PATH_ROLES for c in columns[role]]
     base = Path(args.data).resolve().parent
-    n_rows = predict_table(
-        pipeline,
-        args.data,
-        sys.stdout if args.out is None else args.out,
-        chunk_size=args.chunk_size,
-        method=["predict", "predict_proba"] if args.proba else "predict",
-        columns=[c for cols in columns.values() for c in cols],
-        id_column=args.id,
-        prepare=lambda chunk: _resolve_paths(chunk, paths, base),
-        decimals=6,
-        progress=False if args.quiet else None,
-    )
+    with _confined(pipeline, args.allow_dir):
+        n_rows = predict_table(
+            pipeline,
+            args.data,
+            sys.stdout if args.out is None else args.out,
+            chunk_size=args.chunk_size,
+            method=["predict", "predict_proba"] if args.proba else "predict",
+            columns=[c for cols in columns.values() for c in cols],
+            id_column=args.id,
+            prepare=lambda chunk: _resolve_paths(chunk, paths, base),
+            decimals=6,
+            progress=False if args.quiet else None,
+        )
     if args.out is not None and not args.quiet:
         print(f"wrote {n_rows} predictions to {args.out}")
     return 0
@@ -299,7 +345,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model}: its model card names no target column to score on")
     _check_columns(X, [target], args.data)
     y = _target(X, target, args.data)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _confined(model["pipeline"], args.allow_dir):
         warnings.simplefilter("ignore", UserWarning)  # e.g. "y_pred contains classes not in y_true"
         scores = _metrics(model, X, y)
     if args.json:
@@ -337,6 +383,17 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     return 0
+
+
+def _add_allow_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        metavar="DIR",
+        help="read image and audio files only inside DIR (repeatable; symlinks and '..' "
+        "resolved): a path of DATA outside them is an error. Use it for a DATA file you did "
+        "not write yourself",
+    )
 
 
 def _add_serve(sub: Any) -> None:
@@ -481,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--out", required=True, metavar="MODEL", help="model file to write (e.g. model.skops)"
     )
+    _add_allow_dir(fit)
     fit.set_defaults(func=_fit)
 
     predict = sub.add_parser(
@@ -517,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also load a pickle or joblib model file (an earlier mmsk fit's); unpickling "
         "runs any code the file holds: only for files you trust",
     )
+    _add_allow_dir(predict)
     predict.set_defaults(func=_predict)
 
     evaluate = sub.add_parser(
@@ -533,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also load a pickle or joblib model file (an earlier mmsk fit's); unpickling "
         "runs any code the file holds: only for files you trust",
     )
+    _add_allow_dir(evaluate)
     evaluate.set_defaults(func=_evaluate)
     _add_serve(sub)
     return parser

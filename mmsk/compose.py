@@ -15,6 +15,7 @@ per block.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from numbers import Integral
 from pathlib import Path
@@ -30,7 +31,18 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from ._items import as_items, is_missing
+from ._base import ItemWarning
+from ._items import (
+    ON_ERROR_CHOICES,
+    BadItem,
+    ItemError,
+    as_items,
+    describe_item,
+    index_labels,
+    is_missing,
+    row_name,
+    valid_text,
+)
 from .audio import AudioFeatures
 from .fusion import FusionClassifier, FusionRegressor
 from .fusion.modules import FUSIONS
@@ -54,9 +66,14 @@ class TfidfSVD(TransformerMixin, BaseEstimator):
       vectorizers do not), with output names ``svd_00``, ``svd_01``, ...;
     - it takes a 1-D sequence of texts or a one-column 2-D input, like the
       mmsk extractors;
-    - a missing text (``None``, ``NaN``, ``pd.NA``) gives a row of NaN, which
-      the fusion estimators read as a missing modality; other non-text
-      values (numbers read from a CSV file) are used as their ``str``;
+    - a missing text (``None``, ``NaN``, ``pd.NA``, ``""``) gives a row of
+      NaN, which the fusion estimators read as a missing modality; other
+      non-text values (numbers read from a CSV file) are used as their
+      ``str``; bytes are decoded as UTF-8;
+    - a text it cannot use (bytes that are not UTF-8, a ``str`` with lone
+      surrogates) is an :class:`~mmsk._items.ItemError` naming the column,
+      the row and the item, or with ``on_error="nan"`` a NaN row (left out
+      of the fit) and one warning with the count;
     - the width is ``min(n_components, vocabulary size, n_texts)``, so a
       small corpus gives a narrower block instead of an error.
 
@@ -76,6 +93,9 @@ class TfidfSVD(TransformerMixin, BaseEstimator):
         Use ``1 + log(tf)`` instead of raw term counts.
     random_state : int, RandomState instance or None, default=None
         Seed of the randomized SVD.
+    on_error : {"raise", "nan"}, default="raise"
+        What to do with a text it cannot use: raise an
+        :class:`~mmsk._items.ItemError`, or give its row NaN and warn once.
 
     Attributes
     ----------
@@ -117,6 +137,7 @@ class TfidfSVD(TransformerMixin, BaseEstimator):
         max_features=None,
         sublinear_tf=True,
         random_state=None,
+        on_error="raise",
     ):
         self.n_components = n_components
         self.ngram_range = ngram_range
@@ -125,15 +146,46 @@ class TfidfSVD(TransformerMixin, BaseEstimator):
         self.max_features = max_features
         self.sublinear_tf = sublinear_tf
         self.random_state = random_state
+        self.on_error = on_error
 
     def _texts(self, X: Any) -> tuple[list[str], np.ndarray]:
-        items, _ = as_items(X, what="texts")
-        present = np.array([not is_missing(item) for item in items], dtype=bool)
-        texts = [
-            item.decode("utf-8") if isinstance(item, bytes) else str(item)
-            for item, keep in zip(items, present, strict=True)
-            if keep
-        ]
+        """Return the usable texts and which rows they are; apply the item policy."""
+        items, column = as_items(X, what="texts")
+        if column is None and hasattr(self, "feature_names_in_"):
+            column = str(self.feature_names_in_[0])
+        labels = index_labels(X)
+        present = np.zeros(len(items), dtype=bool)
+        texts: list[str] = []
+        failures = []
+        for row, item in enumerate(items):
+            if is_missing(item, text=True):
+                continue
+            try:
+                if isinstance(item, (bytes, bytearray, memoryview)):
+                    try:
+                        text = bytes(item).decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise BadItem(
+                            f"bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                        ) from None
+                else:
+                    text = str(item)
+                texts.append(valid_text(text))
+                present[row] = True
+            except BadItem as exc:
+                label = None if labels is None else labels[row]
+                if self.on_error == "raise":
+                    raise ItemError(column, row, describe_item(item), str(exc), label) from None
+                failures.append((row_name(row, label), describe_item(item), str(exc)))
+        if failures:
+            where = f"{column}: " if column is not None else ""
+            row, item, reason = failures[0]
+            warnings.warn(
+                f"{where}{len(failures)} of {len(items)} texts could not be read and became "
+                f"NaN rows (first: row {row} ({item}): {reason})",
+                ItemWarning,
+                stacklevel=3,
+            )
         return texts, present
 
     def fit(self, X: Any, y: Any = None) -> TfidfSVD:
@@ -171,12 +223,14 @@ class TfidfSVD(TransformerMixin, BaseEstimator):
         """
         if not isinstance(self.n_components, Integral) or self.n_components < 1:
             raise ValueError(f"n_components must be an int >= 1, got {self.n_components!r}")
-        texts, present = self._texts(X)
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
         self.n_features_in_ = 1
         if hasattr(X, "columns"):
             self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
+        texts, present = self._texts(X)
         if not texts:
             raise ValueError("TfidfSVD: every text is missing; nothing to learn a vocabulary from")
         self.vectorizer_ = TfidfVectorizer(

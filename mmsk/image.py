@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from ._base import BadItem, ItemTransformer
 from ._docstrings import fill_doc
 from ._embed import Embedder, module_fingerprint
+from ._files import MAX_FILE_BYTES, open_regular
 from ._optional import import_optional
 from ._torch import resolve_device
 
@@ -139,8 +140,8 @@ def load_image(source: Any, mode: str | None = None) -> Image.Image:
     ------
     mmsk._base.BadItem
         If the item is empty, of an unsupported type, not an image, or
-        truncated (a :class:`ValueError`, reported with its row by the
-        transformers).
+        truncated, or a path that is not a regular file of at most 256 MiB
+        (a :class:`ValueError`, reported with its row by the transformers).
     FileNotFoundError
         If a path does not exist.
 
@@ -152,7 +153,10 @@ def load_image(source: Any, mode: str | None = None) -> Image.Image:
     >>> img.mode, img.size
     ('RGB', (3, 2))
     """
-    if isinstance(source, (str, os.PathLike)) or hasattr(source, "read"):
+    if isinstance(source, (str, os.PathLike)):
+        with open_regular(source) as fh:  # a regular file within MAX_FILE_BYTES
+            img = _open(fh)
+    elif hasattr(source, "read"):
         img = _open(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         img = _open(io.BytesIO(bytes(source)))
@@ -239,6 +243,7 @@ class ImagePixels(ItemTransformer):
     resample : {"bilinear", "nearest", "box", "hamming", "bicubic", "lanczos"}, \
 default="bilinear"
         Pillow's resampling filter.
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -296,6 +301,8 @@ default="bilinear"
         mode="L",
         resize="stretch",
         resample="bilinear",
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -305,6 +312,8 @@ default="bilinear"
         self.mode = mode
         self.resize = resize
         self.resample = resample
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory
@@ -316,7 +325,7 @@ default="bilinear"
         _check_choice(self.resize, "resize", _RESIZE_POLICIES)
         _check_choice(self.resample, "resample", tuple(_RESAMPLE))
 
-    def _fit_items(self, items, column) -> None:
+    def _fit_items(self, items, column, labels=None) -> None:
         width, height = self.size
         self.output_shape_ = (len(_BANDS[self.mode]), int(height), int(width))
 
@@ -420,6 +429,7 @@ class ImageFeatures(ItemTransformer):
         Number of cells ``(rows, cols)`` the image is divided into for the
         gradient histograms; each must not exceed the image's height and
         width in pixels.
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -464,6 +474,8 @@ class ImageFeatures(ItemTransformer):
         color_bins=16,
         hog_orientations=9,
         hog_cells=(4, 4),
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -475,6 +487,8 @@ class ImageFeatures(ItemTransformer):
         self.color_bins = color_bins
         self.hog_orientations = hog_orientations
         self.hog_cells = hog_cells
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory
@@ -930,6 +944,7 @@ class ImageEncoder(Embedder):
     device : "auto", str or torch.device, default="auto"
         Where the model runs: ``"auto"`` is ``"cuda"`` when a GPU is
         visible, else ``"cpu"``.
+    {file_limits}
     {on_error}
     {n_jobs}
     {memory}
@@ -994,6 +1009,8 @@ class ImageEncoder(Embedder):
         std=(0.229, 0.224, 0.225),
         batch_size=32,
         device="auto",
+        max_file_bytes=MAX_FILE_BYTES,
+        allowed_dirs=None,
         on_error="raise",
         n_jobs=None,
         memory=None,
@@ -1009,6 +1026,8 @@ class ImageEncoder(Embedder):
         self.std = std
         self.batch_size = batch_size
         self.device = device
+        self.max_file_bytes = max_file_bytes
+        self.allowed_dirs = allowed_dirs
         self.on_error = on_error
         self.n_jobs = n_jobs
         self.memory = memory

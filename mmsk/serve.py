@@ -27,9 +27,9 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from ._files import allowed_roots
 from ._items import ItemError
 from ._optional import import_optional
 from ._serve_schema import (
@@ -242,15 +242,8 @@ def _limits(
     seconds = max_audio_seconds
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
         raise ValueError(f"max_audio_seconds must be a number > 0, got {seconds!r}")
-    if isinstance(allow_dirs, (str, os.PathLike)):
-        allow_dirs = [allow_dirs]
-    dirs = []
-    for folder in allow_dirs or ():
-        real = Path(os.path.realpath(Path(folder).expanduser()))
-        if not real.is_dir():
-            raise ValueError(f"allowed directory {str(folder)!r} is not a directory")
-        dirs.append(real)
-    return Limits(max_request_bytes, max_image_pixels, float(seconds), max_records, tuple(dirs))
+    dirs = allowed_roots(allow_dirs or (), name="allowed directory") or ()
+    return Limits(max_request_bytes, max_image_pixels, float(seconds), max_records, dirs)
 
 
 @lru_cache(maxsize=1)

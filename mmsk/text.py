@@ -21,10 +21,10 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BadItem, ItemTransformer, _reason
+from ._base import BadItem, ItemTransformer, _label, _reason
 from ._docstrings import fill_doc
 from ._embed import Embedder
-from ._items import ItemError, describe_item, is_missing
+from ._items import ItemError, describe_item, is_missing, row_name, valid_text
 from ._optional import import_optional
 from ._torch import resolve_device
 
@@ -56,13 +56,14 @@ class TokenSequences(ItemTransformer):
       including the two reserved ones. The first token gets id 2.
     - Id 0 (``PAD_ID``) is padding, id 1 (``OOV_ID``) a token that is not
       in the vocabulary.
-    - A missing text (``None``, ``NaN``, ``pd.NA``), and a text with no
-      tokens, gives a row of padding only: integers cannot be NaN, so the
+    - A missing text (``None``, ``NaN``, ``pd.NA``, ``""``), and a text with
+      no tokens, gives a row of padding only: integers cannot be NaN, so the
       fusion net reads an all-zero row as a missing text.
 
     Items are ``str``, or ``bytes`` decoded as UTF-8. Any other item
-    (a number, a list, ...) is an error, or with ``on_error="nan"`` an
-    all-padding row.
+    (a number, a list, ...), bytes that are not UTF-8 and a ``str`` that is
+    not valid Unicode (lone surrogates) are errors, or with
+    ``on_error="nan"`` all-padding rows.
 
     Parameters
     ----------
@@ -92,7 +93,8 @@ class TokenSequences(ItemTransformer):
         tokens (``"post"``, drop the end) or its last ones (``"pre"``).
     on_error : {"raise", "nan"}, default="raise"
         What to do with an item that is not a text (wrong type, bytes that
-        are not UTF-8). ``"raise"`` raises an
+        are not UTF-8, lone surrogates), or that ``tokenizer`` refuses
+        (raises on). ``"raise"`` raises an
         :class:`~mmsk._items.ItemError` naming the column, the row and the
         item; ``"nan"`` gives that row padding only and warns once, in
         ``transform``, with the number of such rows (``fit`` skips them).
@@ -204,14 +206,14 @@ class TokenSequences(ItemTransformer):
         ).build_analyzer()
 
     # -- scikit-learn API ----------------------------------------------------
-    def _fit_items(self, items: Any, column: str | None) -> None:
+    def _fit_items(self, items: Any, column: str | None, labels: Any = None) -> None:
         """Learn the vocabulary of the training texts (missing ones are skipped)."""
         analyze = self._analyzer()
         doc_freq: Counter = Counter()
         counts: Counter = Counter()
         n_docs = 0
         for row, item in enumerate(items):
-            tokens = self._tokens(analyze, item, row, column, [])
+            tokens = self._tokens(analyze, item, row, column, [], labels)
             if tokens is None:
                 continue
             n_docs += 1
@@ -302,41 +304,47 @@ class TokenSequences(ItemTransformer):
         item: Any,
         row: int,
         column: str | None,
-        failures: list[tuple[int, str, str]],
+        failures: list[tuple[str, str, str]],
+        labels: Sequence[Any] | None,
     ) -> list[str] | None:
         """Tokens of one item; None for a missing or (with on_error="nan") bad one."""
-        if is_missing(item):
+        if is_missing(item, text=True):
             return None
         try:
             if isinstance(item, (bytearray, memoryview)):
                 item = bytes(item)
-            if not isinstance(item, (str, bytes)):
+            if isinstance(item, bytes):
+                try:
+                    item = item.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BadItem(
+                        f"bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    ) from exc
+            if not isinstance(item, str):
                 raise BadItem(
                     f"unsupported item type {type(item).__name__}; expected a str (or UTF-8 bytes)"
                 )
-            try:
-                return list(analyze(item))
-            except UnicodeDecodeError as exc:
-                raise BadItem(
-                    f"bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})"
-                ) from exc
-        except (KeyboardInterrupt, SystemExit, MemoryError):
+            return list(analyze(valid_text(item)))
+        except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
             reason = _reason(exc)
+            label = _label(labels, row)
             if self.on_error == "raise":
-                raise ItemError(column, row, describe_item(item), reason) from exc
-            failures.append((row, describe_item(item), reason))
+                raise ItemError(column, row, describe_item(item), reason, label) from exc
+            failures.append((row_name(row, label), describe_item(item), reason))
             return None
 
-    def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
+    def _extract_all(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> np.ndarray:
         n, max_len = len(items), self.max_len
         out = np.full((n, max_len), PAD_ID, dtype=np.int64)
         analyze = self._analyzer()
         vocabulary = self.vocabulary_
-        failures: list[tuple[int, str, str]] = []
+        failures: list[tuple[str, str, str]] = []
         for row, item in enumerate(items):
-            tokens = self._tokens(analyze, item, row, column, failures)
+            tokens = self._tokens(analyze, item, row, column, failures, labels)
             if not tokens:
                 continue
             ids = [vocabulary.get(token, OOV_ID) for token in tokens]
@@ -382,17 +390,18 @@ def _load_sentence_model(model: Any, device: Any) -> Any:
 
 
 def _as_text(source: Any) -> str:
-    """One text item as a ``str``: bytes (or a BytesIO of them) are decoded as UTF-8."""
+    """One text item as a valid ``str``: bytes (or a BytesIO of them) are decoded as UTF-8.
+
+    A ``str`` with lone surrogates is refused here, per item, before it
+    reaches the tokenizer (which would refuse the whole batch).
+    """
     if isinstance(source, str):
-        return source
+        return valid_text(source)
     if isinstance(source, io.BytesIO):
         source = source.getvalue()
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if not data:
-            raise BadItem("empty bytes")
         try:
-            return data.decode("utf-8")
+            return bytes(source).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadItem(f"bytes are not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     raise BadItem(f"unsupported item type {type(source).__name__}; expected a str (or UTF-8 bytes)")
@@ -420,8 +429,8 @@ class SentenceEmbedder(Embedder):
       cross-validation embeds each distinct text once.
 
     Items are ``str``, or ``bytes`` decoded as UTF-8. A missing text
-    (``None``, ``NaN``, ``pd.NA``) gives a row of NaN, which the fusion
-    estimators read as a missing modality. Needs sentence-transformers:
+    (``None``, ``NaN``, ``pd.NA``, ``""``) gives a row of NaN, which the
+    fusion estimators read as a missing modality. Needs sentence-transformers:
     ``pip install 'mmsk[text]'``.
 
     Parameters
@@ -449,7 +458,9 @@ default="sentence-transformers/all-MiniLM-L6-v2"
         model there, or moves a model object there (in place).
     on_error : {"raise", "nan"}, default="raise"
         What to do with an item that is not a text (a number, a list, bytes
-        that are not UTF-8). ``"raise"`` raises an
+        that are not UTF-8, a ``str`` with lone surrogates) or that the
+        model refuses (a batch the model raises on is embedded text by
+        text to find the ones at fault). ``"raise"`` raises an
         :class:`~mmsk._items.ItemError` naming the column, the row and the
         item; ``"nan"`` gives that row NaN features and warns once with the
         number of such rows.

@@ -484,7 +484,7 @@ def test_device_cuda_without_a_gpu_is_an_error(tabular_csv, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
     extra = ["--target", "sold", "--numeric", "x", "--device", "cuda"]
-    assert "--device cuda: no GPU is visible" in _fit_error(tabular_csv, tmp_path, capsys, extra)
+    assert "torch sees no CUDA device" in _fit_error(tabular_csv, tmp_path, capsys, extra)
 
 
 def test_params_file_errors(tabular_csv, tmp_path, capsys, sample_csv):

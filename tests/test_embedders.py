@@ -475,7 +475,7 @@ TEXTS = [
     "The museum opens at nine.",
     "Children played in the park.",
     "Ünïcödé text works too: café, naïve, 東京.",
-    "",
+    " ",  # blank, but a text: only "" is a missing item
 ]
 
 

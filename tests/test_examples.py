@@ -118,3 +118,27 @@ def test_fusion_example_full_mode_search_does_not_depend_on_n_jobs(tmp_path):
     for n_jobs in sorted({1, 2} - {search.n_jobs}):
         again = _same_search(search, ns["X"], ns["y"], ns["groups"], n_jobs, tmp_path / str(n_jobs))
         _assert_same_results(search, again)
+
+
+def test_modality_importance_example(example_globals):
+    ns = example_globals(EXAMPLES_DIR / "plot_modality_importance.py")
+    result = ns["result"]
+    assert ns["FAST"] and len(result) == 4
+    assert set(result["method"]) == {"permutation", "ablation"}
+    assert set(result["modality"]) == {"image", "audio"}
+    perm = result[result["method"] == "permutation"].set_index("modality")
+    assert (perm["importance_mean"] > 0).all(), "both modalities carry information"
+
+
+def test_robustness_report_example(example_globals):
+    ns = example_globals(EXAMPLES_DIR / "plot_robustness_report.py")
+    reports = ns["reports"]
+    assert sorted(reports) == [0.0, 0.3]
+    summary = reports[0.3].summary
+    assert summary["effective_robustness"].notna().all()
+    assert reports[0.0].summary["effective_robustness"].isna().all()
+    assert {("audio", "noise"), ("audio", "missing"), ("image", "missing")} <= set(
+        zip(summary["modality"], summary["corruption"], strict=True)
+    )
+    results = ns["search"].cv_results_
+    assert np.isfinite(results["mean_test_robust"]).all()

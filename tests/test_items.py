@@ -59,7 +59,9 @@ def test_numeric_stack_is_read_as_in_memory_items():
 
 def test_is_missing_and_describe():
     assert all(is_missing(v) for v in (None, np.nan, pd.NA, pd.NaT, np.float32("nan")))
-    assert not any(is_missing(v) for v in ("", 0, b"", np.zeros(2)))
+    assert is_missing("")  # an empty string is a missing item for every extractor
+    assert not any(is_missing(v) for v in (" ", 0, b"", np.zeros(2)))
+    assert is_missing(b"", text=True)  # for text, empty bytes are an empty text
     assert describe_item(np.zeros((2, 3), dtype="uint8")) == "<ndarray shape=(2, 3) dtype=uint8>"
     long_path = "/very/long/folder" * 10 + "/clip_17.wav"
     assert describe_item(long_path).endswith("clip_17.wav'") and "..." in describe_item(long_path)

@@ -28,6 +28,7 @@ from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 
 from mmsk import _portable
+from mmsk._items import index_labels
 from mmsk._torch import draw_seed, resolve_device, torch_seeded, torch_threads
 from mmsk.fusion._data import (
     BatchIterator,
@@ -63,6 +64,9 @@ MIN_AUTO_VALIDATION_ROWS = 20
 
 #: The validation fraction when early stopping is on and ``validation_fraction`` is None.
 DEFAULT_VALIDATION_FRACTION = 0.1
+
+#: Scorer names that need a binary target (their multiclass forms have other names).
+BINARY_SCORERS = ("roc_auc", "average_precision", "f1", "precision", "recall", "jaccard")
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -179,6 +183,7 @@ class FusionBase(BaseEstimator):
             )
         if self.callbacks is not None and not isinstance(self.callbacks, list | tuple):
             raise ValueError(f"callbacks must be a list or None, got {self.callbacks!r}")
+        self._check_torch_params()
         if self.towers is not None and not isinstance(self.towers, str | tuple | list | Mapping):
             raise ValueError(
                 "towers must be None, a tower kind (str), a (kind, options) pair or a dict "
@@ -191,6 +196,61 @@ class FusionBase(BaseEstimator):
                 f"{embed_dim} (hidden_units={self.hidden_units}) and n_heads={self.n_heads}"
             )
 
+    def _check_torch_params(self) -> None:
+        """Check what skorch and torch would only refuse late: mid-build or mid-training."""
+        if not callable(self.optimizer):
+            raise ValueError(
+                "optimizer must be a torch.optim.Optimizer class (e.g. torch.optim.AdamW) or a "
+                f"callable that makes one from the parameters, got {self.optimizer!r}"
+            )
+        name = getattr(self.optimizer, "__name__", repr(self.optimizer))
+        unknown = [
+            key
+            for key in self.optimizer_kwargs or {}
+            if key != "param_groups" and not _accepts(self.optimizer, key)
+        ]
+        if unknown:
+            raise ValueError(
+                f"optimizer_kwargs has {', '.join(map(repr, unknown))}, which {name} does not "
+                "take; see its signature"
+            )
+        if self.criterion is not None and not callable(self.criterion):
+            raise ValueError(
+                "criterion must be None or a loss class/callable (e.g. "
+                f"torch.nn.CrossEntropyLoss), got {self.criterion!r}"
+            )
+        for entry in self.callbacks or ():
+            callback = entry[1] if isinstance(entry, tuple) and len(entry) == 2 else entry
+            is_class = isinstance(callback, type) and issubclass(callback, Callback)
+            if not (isinstance(callback, Callback) or is_class):
+                raise ValueError(
+                    "callbacks must hold skorch callbacks (instances or classes) or (name, "
+                    f"callback) pairs, got {entry!r}"
+                )
+        if self.norm == "batch" and self.batch_size == 1:
+            raise ValueError(
+                "batch_size=1 cannot train with norm='batch': batch normalisation needs at "
+                "least 2 rows per training batch; use batch_size >= 2, or norm='layer' or None"
+            )
+
+    def _check_training_rows(self, n_samples: int, fraction: float | None) -> None:
+        """Refuse a split that leaves too few training rows for the network."""
+        n_valid = 0 if fraction is None else int(np.ceil(fraction * n_samples))
+        n_train = n_samples - n_valid
+        low = 2 if self.norm == "batch" else 1
+        if n_train < low:
+            need = (
+                "norm='batch' needs at least 2 training rows (batch normalisation cannot "
+                "train on one)"
+                if self.norm == "batch"
+                else "training needs at least 1 row"
+            )
+            raise ValueError(
+                f"{need}, but validation_fraction={fraction} of {n_samples} rows leaves "
+                f"{n_train} to train on; give more rows, a smaller validation_fraction, "
+                "early_stopping=False" + (", or norm='layer' or None" if low == 2 else "")
+            )
+
     # -- input -----------------------------------------------------------------------------
 
     def _prepare(self, X: Any, y: Any = None, *, fit: bool) -> tuple[dict[str, Any], Any]:
@@ -200,6 +260,7 @@ class FusionBase(BaseEstimator):
         each (``_towers``), which tells which blocks hold token ids.
         """
         y_kwargs = {"multi_output": not self._is_clf(), "y_numeric": not self._is_clf()}
+        rows = index_labels(next(iter(X.values()), None) if is_dict(X) else X)
         if is_dict(X):
             if not X:
                 raise ValueError("X is an empty dict; it needs at least one block")
@@ -247,7 +308,7 @@ class FusionBase(BaseEstimator):
             )
         # (an estimator pickled before towers existed has MLP towers only)
         tokens = [kind in SEQUENCE_KINDS for kind, _ in getattr(self, "_towers", [])] or None
-        return mask_blocks(parts, layout.names, labels, tokens), y
+        return mask_blocks(parts, layout.names, labels, tokens, rows), y
 
     def _set_layout_attributes(self, layout: BlockLayout) -> None:
         self.modalities_ = list(layout.names)
@@ -319,7 +380,9 @@ class FusionBase(BaseEstimator):
         rules = self._scaling_rules()
         if all(rule == "none" for rule in rules):
             return None, None
-        means, scales = block_stats(prepared, len(self._towers), rules, sample_weight)
+        means, scales = block_stats(
+            prepared, len(self._towers), rules, sample_weight, names=self._layout.names
+        )
         for i, (kind, options) in enumerate(self._towers):
             if kind in SEQUENCE_KINDS:
                 means[i] = scales[i] = None
@@ -415,6 +478,13 @@ class FusionBase(BaseEstimator):
         self._set_layout_attributes(self._layout)
         module_kwargs = self._module_kwargs(n_outputs, means, scales)
         fraction, stop_early = self._validation_plan(y_train, n_samples, groups)
+        self._check_training_rows(n_samples, fraction)
+        if fraction is not None and self._is_clf() and self.scoring in BINARY_SCORERS:
+            if n_outputs > 2:
+                raise ValueError(
+                    f"scoring={self.scoring!r} needs a binary target, but y has {n_outputs} "
+                    f"classes; use a multiclass scorer, e.g. 'f1_macro' or 'roc_auc_ovr'"
+                )
         self.early_stopping_ = stop_early
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)

@@ -28,6 +28,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
+from mmsk._items import row_name
 from mmsk.fusion._weights import weighted_moments
 
 __all__ = [
@@ -89,6 +90,7 @@ def mask_blocks(
     names: Sequence[str],
     labels: Sequence[Sequence[Any] | None],
     tokens: Sequence[bool] | None = None,
+    rows: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Turn validated blocks into the prepared dict, with the missing-modality mask.
 
@@ -108,6 +110,9 @@ def mask_blocks(
     tokens : sequence of bool or None, default=None
         Per block, whether it holds token ids for a sequence tower
         (non-negative integers, 0 = padding); None: no block does.
+    rows : sequence or None, default=None
+        The input's index labels, to name rows in errors by label (None:
+        by position).
 
     Returns
     -------
@@ -140,20 +145,20 @@ def mask_blocks(
     for i, (block, name, cols) in enumerate(zip(blocks, names, labels, strict=True)):
         if tokens[i]:
             block = _mask_dense(
-                block.toarray() if sparse.issparse(block) else block, i, name, cols, mask
+                block.toarray() if sparse.issparse(block) else block, i, name, cols, mask, rows
             )
-            block = _token_ids(block, name, cols)
+            block = _token_ids(block, name, cols, rows)
             mask[~block.any(axis=1), i] = False
         elif sparse.issparse(block):
-            block = _mask_sparse(block, i, name, cols, mask)
+            block = _mask_sparse(block, i, name, cols, mask, rows)
         else:
-            block = _mask_dense(block, i, name, cols, mask)
+            block = _mask_dense(block, i, name, cols, mask, rows)
         prepared[block_key(i)] = block
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
         how = "all-NaN (or all-padding, for token ids)" if any(tokens) else "all-NaN"
         raise ValueError(
-            f"row {empty[0]} has no modality: every block of it is {how} "
+            f"row {_row(rows, int(empty[0]))} has no modality: every block of it is {how} "
             f"({empty.size} such row(s)); each row needs at least one of {list(names)}"
         )
     prepared[MASK] = mask
@@ -164,13 +169,18 @@ def mask_blocks(
 MAX_TOKEN_ID = 2**24
 
 
-def _token_ids(block: np.ndarray, name: str, cols: Any) -> np.ndarray:
+def _row(rows: Sequence[Any] | None, row: int) -> str:
+    """Name a row in a message: its index label when the input had one, else its position."""
+    return row_name(row, None if rows is None else rows[row])
+
+
+def _token_ids(block: np.ndarray, name: str, cols: Any, rows: Any = None) -> np.ndarray:
     """Check that a (masked, dense) block holds token ids and return it as int64."""
     bad = (block < 0) | (block >= MAX_TOKEN_ID) | (block != np.floor(block))
     if bad.any():
         row, col = (int(k) for k in np.argwhere(bad)[0])
         raise ValueError(
-            f"modality {name!r}: row {row} has {float(block[row, col])!r} in column "
+            f"modality {name!r}: row {_row(rows, row)} has {float(block[row, col])!r} in column "
             f"{_column_label(cols, col)}; its sequence tower needs token ids, integers in "
             f"[0, {MAX_TOKEN_ID}) (0 = padding, 1 = out of vocabulary), as TokenSequences "
             "gives them"
@@ -238,7 +248,7 @@ def channel_stats(
     )
 
 
-def _partial_nan_error(name: str, cols: Any, row: int, col: int) -> ValueError:
+def _partial_nan_error(name: str, cols: Any, row: str, col: int) -> ValueError:
     return ValueError(
         f"modality {name!r}: row {row} has NaN in column {_column_label(cols, col)} but "
         "other values present; a missing modality must be all-NaN, so impute NaN "
@@ -246,7 +256,9 @@ def _partial_nan_error(name: str, cols: Any, row: int, col: int) -> ValueError:
     )
 
 
-def _mask_dense(block: np.ndarray, i: int, name: str, cols: Any, mask: np.ndarray) -> np.ndarray:
+def _mask_dense(
+    block: np.ndarray, i: int, name: str, cols: Any, mask: np.ndarray, rows: Any = None
+) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         suspect = np.flatnonzero(np.isnan(block.sum(axis=1)))
     if suspect.size:
@@ -254,7 +266,8 @@ def _mask_dense(block: np.ndarray, i: int, name: str, cols: Any, mask: np.ndarra
         full = nan.all(axis=1)
         if not full.all():
             k = int(np.flatnonzero(~full)[0])
-            raise _partial_nan_error(name, cols, int(suspect[k]), int(np.flatnonzero(nan[k])[0]))
+            row = _row(rows, int(suspect[k]))
+            raise _partial_nan_error(name, cols, row, int(np.flatnonzero(nan[k])[0]))
         mask[suspect, i] = False
         block = np.array(block, dtype=np.float32, order="C", copy=True)
         block[suspect] = 0.0
@@ -265,7 +278,7 @@ def _mask_dense(block: np.ndarray, i: int, name: str, cols: Any, mask: np.ndarra
 
 
 def _mask_sparse(
-    block: sparse.csr_matrix, i: int, name: str, cols: Any, mask: np.ndarray
+    block: sparse.csr_matrix, i: int, name: str, cols: Any, mask: np.ndarray, labels: Any = None
 ) -> sparse.csr_matrix:
     block = sparse.csr_matrix(block, dtype=np.float32)
     nan = np.isnan(block.data)
@@ -276,7 +289,7 @@ def _mask_sparse(
         if partial.size:
             row = int(partial[0])
             entry = np.flatnonzero(nan & (rows == row))[0]
-            raise _partial_nan_error(name, cols, row, int(block.indices[entry]))
+            raise _partial_nan_error(name, cols, _row(labels, row), int(block.indices[entry]))
         missing = counts == block.shape[1]
         mask[missing, i] = False
         block = block.copy()
@@ -322,6 +335,7 @@ def block_stats(
     n_blocks: int,
     rules: Sequence[str] | None = None,
     sample_weight: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-feature shift and scale of each block over its present rows, by rule.
 
@@ -347,6 +361,8 @@ def block_stats(
     sample_weight : ndarray of shape (n_samples,) or None, default=None
         Row weights: the moments are weighted, over the present rows of
         positive weight (integer weights give the moments of repeated rows).
+    names : sequence of str or None, default=None
+        The blocks' modality names, for the error message.
 
     Returns
     -------
@@ -381,8 +397,13 @@ def block_stats(
         if sample_weight is not None:
             present = present & (sample_weight > 0)
         if not present.any():
+            what = f"block {i}" if names is None else f"modality {names[i]!r}"
             weighted = "" if sample_weight is None else " of positive sample_weight"
-            raise ValueError(f"block {i} is missing (all-NaN) in every training row{weighted}")
+            raise ValueError(
+                f"{what} is missing (all-NaN, or all-padding for token ids) in every training "
+                f"row{weighted}: there is nothing to learn it from; drop it, or check how its "
+                "column was read (every item unreadable with on_error='nan'?)"
+            )
         rule = rules[i]
         width = block.shape[1]
         if rule == "none" or (rule == "auto" and sparse.issparse(block)):

@@ -1,16 +1,17 @@
-"""Loading audio items, shared by the audio extractors.
+"""Loading one audio item within limits: soundfile decoding, mono, resampling.
 
-:func:`load_audio` turns one item (a path, the bytes of a file, a file-like
-object or a waveform array) into a mono float32 waveform at the requested
-rate, with :mod:`soundfile` and :func:`librosa.resample`; the small
-parameter checks the audio extractors share live here too.
-:class:`~mmsk.audio.AudioFeatures`, :class:`~mmsk.audio.LogMelSpectrogram`
-and :class:`~mmsk.audio_embed.AudioEmbedder` all read their items with it.
+The decoder behind :class:`~mmsk.audio.AudioFeatures` and
+:class:`~mmsk.audio.LogMelSpectrogram` (re-exported as
+:func:`mmsk.audio.load_audio`). A path is opened as a regular file within
+a size (:mod:`mmsk._files`); a clip's length is checked on its header
+before a sample is decoded (``max_duration``), so a small file that
+claims an enormous clip costs nothing.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import numbers
 import os
 import re
@@ -20,12 +21,17 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from ._files import MAX_FILE_BYTES, open_regular
 from ._items import BadItem
 
-__all__ = ["RES_TYPE", "load_audio"]
+__all__ = ["DECODED_PER_SECOND", "MAX_DURATION", "RES_TYPE", "load_audio"]
 
 #: Resampler, librosa's default.
 RES_TYPE = "soxr_hq"
+#: Default longest clip, in seconds (``max_duration``).
+MAX_DURATION = 600.0
+#: Samples decoded per second of ``max_duration``, over all channels: stereo at 192 kHz.
+DECODED_PER_SECOND = 2 * 192_000
 
 _DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 #: Data sizes that streaming writers put in a header before the length is known.
@@ -33,20 +39,51 @@ _UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)
 _ACCEPTED = "a path (str or pathlib.Path), bytes, or a waveform ndarray"
 
 
-def _decode(source: Any) -> tuple[np.ndarray, int]:
-    """Decode a path or file-like object to float32 ``(frames, channels)``."""
+def _frame_limit(frames: int, rate: int, channels: int, max_duration: float | None) -> int:
+    """Check a clip's header against ``max_duration``; return the most frames to read.
+
+    Two bounds, both from the header, before any sample is decoded: the
+    duration ``frames / rate``, and the decoded samples ``frames * channels``
+    (at most :data:`DECODED_PER_SECOND` per second of ``max_duration``).
+    """
+    if max_duration is None:
+        return -1
+    if rate <= 0:
+        raise BadItem(f"the header gives a sampling rate of {rate} Hz")
+    seconds = frames / rate
+    if seconds > max_duration:
+        raise BadItem(
+            f"audio of {seconds:.1f} s ({frames} frames at {rate} Hz), longer than the limit "
+            f"of {max_duration:g} s (max_duration); refused before decoding"
+        )
+    most = int(max_duration * DECODED_PER_SECOND)
+    if frames * channels > most:
+        raise BadItem(
+            f"audio of {frames} frames x {channels} channels at {rate} Hz: {frames * channels} "
+            f"samples to decode, more than the {most} that max_duration={max_duration:g} s "
+            "allows (stereo at 192 kHz); refused before decoding"
+        )
+    return int(math.floor(max_duration * rate))
+
+
+def _decode(source: Any, max_duration: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file-like object (or path) to float32 ``(frames, channels)``, within limits."""
     try:
         with sf.SoundFile(source) as fh:
             if fh.format == "WAV":
                 _check_not_truncated(fh.extra_info)
-            data = fh.read(dtype="float32", always_2d=True)
-            return data, int(fh.samplerate)
+            rate = int(fh.samplerate)
+            limit = _frame_limit(int(fh.frames), rate, int(fh.channels), max_duration)
+            # Read one frame more than allowed: a header that under-states the length
+            # cannot make the read unbounded.
+            data = fh.read(-1 if limit < 0 else limit + 1, dtype="float32", always_2d=True)
+            if 0 <= limit < data.shape[0]:
+                raise BadItem(
+                    f"audio longer than the limit of {max_duration:g} s (max_duration), "
+                    "though its header says less"
+                )
+            return data, rate
     except sf.SoundFileError as exc:
-        if isinstance(source, str):  # libsndfile says "System error" for these
-            if os.path.isdir(source):
-                raise IsADirectoryError(source) from None
-            if not os.path.exists(source):
-                raise FileNotFoundError(source) from None
         reason = (getattr(exc, "error_string", None) or str(exc)).strip().rstrip(".")
         reason = re.sub(r"^Error\s*:\s*", "", reason)
         raise BadItem(
@@ -91,14 +128,22 @@ def _waveform(item: np.ndarray) -> np.ndarray:
     return np.asarray(y, dtype=np.float32)
 
 
-def load_audio(source: Any, sr: int | None, mono: bool = True) -> tuple[np.ndarray, int]:
+def load_audio(
+    source: Any,
+    sr: int | None,
+    mono: bool = True,
+    *,
+    max_duration: float | None = MAX_DURATION,
+    max_file_bytes: int | None = MAX_FILE_BYTES,
+) -> tuple[np.ndarray, int]:
     """Load one audio item as a float32 waveform at ``sr``.
 
-    This is the decoder behind :class:`~mmsk.AudioFeatures`,
-    :class:`~mmsk.LogMelSpectrogram` and :class:`~mmsk.AudioEmbedder`:
-    files are read with :mod:`soundfile`, the channels averaged when
-    ``mono`` is true, and the result resampled to ``sr`` when the file's
-    rate differs.
+    This is the decoder behind :class:`AudioFeatures` and
+    :class:`LogMelSpectrogram`: files are read with :mod:`soundfile`, the
+    channels averaged when ``mono`` is true, and the result resampled to
+    ``sr`` when the file's rate differs. A path must name a regular file of
+    at most ``max_file_bytes``; a clip longer than ``max_duration`` is
+    refused from its header, before decoding.
 
     Parameters
     ----------
@@ -113,6 +158,12 @@ def load_audio(source: Any, sr: int | None, mono: bool = True) -> tuple[np.ndarr
         file's own rate, and cannot be used with a waveform array.
     mono : bool, default=True
         Average the channels.
+    max_duration : float or None, default=600.0
+        Longest clip in seconds (None: any). Read from the header before
+        decoding, with a bound on the decoded samples (see
+        ``docs/security.md``); also applies to a waveform array at ``sr``.
+    max_file_bytes : int or None, default=268435456 (256 MiB)
+        Largest file a path may name (None: any).
 
     Returns
     -------
@@ -123,9 +174,11 @@ def load_audio(source: Any, sr: int | None, mono: bool = True) -> tuple[np.ndarr
 
     Raises
     ------
-    mmsk._base.BadItem
+    mmsk._items.BadItem
         For an unsupported item type, an undecodable, truncated or empty
-        file, a waveform array without ``sr``, or non-finite samples.
+        file, a path that is not a regular file or is over
+        ``max_file_bytes``, a clip over ``max_duration``, a waveform array
+        without ``sr``, or non-finite samples.
 
     See Also
     --------
@@ -143,14 +196,21 @@ def load_audio(source: Any, sr: int | None, mono: bool = True) -> tuple[np.ndarr
         if sr is None:
             raise BadItem("a waveform array has no sampling rate of its own: set sr= to its rate")
         y, rate = _waveform(source), int(sr)
+        if max_duration is not None and y.shape[-1] > max_duration * rate:
+            raise BadItem(
+                f"waveform of {y.shape[-1] / rate:.1f} s ({y.shape[-1]} samples at sr={rate}), "
+                f"longer than the limit of {max_duration:g} s (max_duration)"
+            )
     else:
         if isinstance(source, (bytes, bytearray, memoryview)):
             source = io.BytesIO(bytes(source))
-        elif isinstance(source, os.PathLike):
-            source = os.fspath(source)
-        elif not isinstance(source, str) and not hasattr(source, "read"):
+        elif not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
             raise BadItem(f"unsupported item type {type(source).__name__}; expected {_ACCEPTED}")
-        data, rate = _decode(source)
+        if isinstance(source, (str, os.PathLike)):
+            with open_regular(source, max_bytes=max_file_bytes) as fh:
+                data, rate = _decode(fh, max_duration)
+        else:
+            data, rate = _decode(source, max_duration)
         y = data.T
     if y.shape[-1] == 0:
         raise BadItem("empty audio (0 samples)")
