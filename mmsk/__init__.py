@@ -31,6 +31,7 @@ _LAZY = {
     "SentenceEmbedder": "mmsk.text",
     "FusionClassifier": "mmsk.fusion",
     "FusionRegressor": "mmsk.fusion",
+    "CrossModalRetriever": "mmsk.fusion",
     "make_multimodal_pipeline": "mmsk.compose",
     "TfidfSVD": "mmsk.compose",
     "predict_table": "mmsk._stream",

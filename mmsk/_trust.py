@@ -33,10 +33,12 @@ __all__ = ["MMSK_TYPES", "refused_types"]
 MMSK_TYPES = (
     "mmsk.audio.AudioFeatures",
     "mmsk.audio.LogMelSpectrogram",
+    "mmsk.audio_embed.AudioEmbedder",
     "mmsk.compose.TfidfSVD",
     "mmsk.fusion.blocks.BlockLayout",
     "mmsk.fusion.estimators.FusionClassifier",
     "mmsk.fusion.estimators.FusionRegressor",
+    "mmsk.fusion.retrieval.CrossModalRetriever",
     "mmsk.image.ImageEncoder",
     "mmsk.image.ImageFeatures",
     "mmsk.image.ImagePixels",

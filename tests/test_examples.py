@@ -20,6 +20,7 @@ from sklearn.model_selection import GridSearchCV
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 FUSION_EXAMPLE = EXAMPLES_DIR / "plot_fusion_gridsearch.py"
+RETRIEVAL_EXAMPLE = EXAMPLES_DIR / "plot_retrieval.py"
 
 
 def _run_example(path, workdir, *, fast=True):
@@ -79,6 +80,17 @@ def _assert_same_results(search, again):
 
 def test_there_are_examples():
     assert FUSION_EXAMPLE in EXAMPLES
+    assert RETRIEVAL_EXAMPLE in EXAMPLES
+
+
+def test_retrieval_example_finds_the_spoken_digit(example_globals):
+    ns = example_globals(RETRIEVAL_EXAMPLE)
+    assert ns["FAST"] and set(ns["test"].groups) == {"theo"}
+    scores = ns["scores"]
+    # 10 digits: chance recall@1 is about 0.1; the fast run trains for seconds
+    assert scores["recall@1"] > 0.4
+    assert scores["recall@1"] <= scores["MRR"] <= 1 and scores["recall@1"] <= scores["recall@5"]
+    assert ns["indices"].shape == (10, 5)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -20,8 +20,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.metrics import get_scorer_names
-from sklearn.utils import Tags, check_random_state
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils import Tags, TransformerTags, check_random_state
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
@@ -599,6 +604,114 @@ class FusionBase(BaseEstimator):
             outputs = [np.asarray(net.predict_proba(prepared), dtype=np.float64) for net in nets]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0)
 
+    def transform(self, X: Any) -> np.ndarray:
+        """Return the fused embedding of each row, the representation the head reads.
+
+        The fusion layer's output for ``X`` (towers, then fusion; no head,
+        no wide part), in evaluation mode. With ``n_estimators > 1`` the
+        member nets' embeddings are concatenated, in the order of
+        ``nets_``. Usable as features for another estimator or as a
+        retrieval space (e.g. with
+        :class:`~sklearn.neighbors.NearestNeighbors`). ``predict`` does not
+        go through this method.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Input with the blocks seen in ``fit``.
+
+        Returns
+        -------
+        embedding : ndarray of shape (n_samples, n_fused)
+            float64; ``n_fused`` is ``len(get_feature_names_out())``: per net
+            ``n_modalities * embed_dim`` for ``fusion="concat"``,
+            ``embed_dim`` for gated, attention and tensor fusion, the number
+            of outputs for ``"late"`` (the averaged per-modality heads).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = {"image": np.random.RandomState(0).normal(size=(40, 6)), "audio": np.ones((40, 2))}
+        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2).fit(X, X["image"][:, 0] > 0)
+        >>> clf.transform(X).shape
+        (40, 16)
+        >>> clf.get_feature_names_out()[:3].tolist()
+        ['fused0', 'fused1', 'fused2']
+        """
+        check_is_fitted(self)
+        prepared, _ = self._prepare(X, fit=False)
+        nets = self.__dict__.get("nets_") or [self.net_]
+        parts = []
+        with torch_threads(self.n_jobs), torch.no_grad():
+            for net in nets:
+                module = net.module_
+                was_training = module.training
+                module.eval()
+                dataset = FusionDataset(prepared, device=net.device)
+                chunks = [
+                    module.embed(**to_tensor(xb, net.device)).cpu().numpy()
+                    for xb, _ in BatchIterator(dataset, batch_size=PREDICT_BATCH_SIZE)
+                ]
+                module.train(was_training)
+                parts.append(np.concatenate(chunks).astype(np.float64))
+        return np.concatenate(parts, axis=1)
+
+    def fit_transform(self, X: Any, y: Any, **fit_params: Any) -> np.ndarray:
+        """Fit on ``X`` and ``y``, then return the fused embedding of ``X``.
+
+        Parameters
+        ----------
+        X : dict of 2-D arrays, DataFrame, array-like or sparse matrix
+            Training input.
+        y : array-like
+            Targets.
+        **fit_params
+            Passed to ``fit`` (``sample_weight``, ``groups``).
+
+        Returns
+        -------
+        embedding : ndarray of shape (n_samples, n_fused)
+            ``fit(X, y).transform(X)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionClassifier
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> FusionClassifier(hidden_units=4, max_epochs=2).fit_transform(X, X[:, 0] > 0).shape
+        (40, 4)
+        """
+        return self.fit(X, y, **fit_params).transform(X)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Return the names of the columns of :meth:`transform`: ``fused0``, ``fused1``, ...
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored (checked against ``feature_names_in_`` if given).
+
+        Returns
+        -------
+        names : ndarray of str
+            One name per column of the fused embedding.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmsk.fusion import FusionRegressor
+        >>> X = np.random.RandomState(0).normal(size=(40, 3))
+        >>> reg = FusionRegressor(fusion="gated", hidden_units=4, max_epochs=2).fit(X, X[:, 0])
+        >>> reg.get_feature_names_out().tolist()
+        ['fused0', 'fused1', 'fused2', 'fused3']
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        nets = self.__dict__.get("nets_") or [self.net_]
+        width = sum(int(net.module_.fusion.out_dim) for net in nets)
+        return np.asarray([f"fused{i}" for i in range(width)], dtype=object)
+
     # -- state: pickle, and the portable state of mmsk.io (see mmsk._portable) -------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -694,4 +807,6 @@ class FusionBase(BaseEstimator):
         # NaN is accepted only where a whole block of a row is NaN (a missing
         # modality); scattered NaN raise, so the estimator does not claim allow_nan.
         tags.input_tags.allow_nan = False
+        # transform returns the fused embedding (float64 whatever the input dtype)
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64"])
         return tags

@@ -670,6 +670,47 @@ class FusionModule(nn.Module):
             m.eval()
         self.train(was_training)
 
+    def embed(self, mask: torch.Tensor, **blocks: torch.Tensor) -> torch.Tensor:
+        """Map a batch to the fused embedding, the input of the head.
+
+        The fusion layer's output, before the head and without the wide
+        part (for ``fusion="late"``: the weighted average of the
+        per-modality heads' outputs). :meth:`forward` does not call this
+        method, so the outputs stay exactly what they were.
+
+        Parameters
+        ----------
+        mask : BoolTensor of shape (B, M)
+            True where the row has the modality.
+        **blocks : Tensor of shape (B, d_i)
+            The blocks, ``x0`` ... ``x{M-1}``.
+
+        Returns
+        -------
+        fused : Tensor of shape (B, fusion.out_dim)
+            The fused embedding.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from mmsk.fusion.modules import FusionModule
+        >>> net = FusionModule(dims=[3, 2], n_outputs=1, hidden_units=4).eval()
+        >>> mask = torch.ones(2, 2, dtype=torch.bool)
+        >>> net.embed(mask, x0=torch.zeros(2, 3), x1=torch.zeros(2, 2)).shape
+        torch.Size([2, 8])
+        """
+        n = mask.shape[0]
+        if not self.training and n < MIN_EVAL_ROWS:  # as in forward: same bits in any batch
+            pad = MIN_EVAL_ROWS - n
+            mask = torch.cat([mask, mask.new_ones(pad, mask.shape[1])])
+            blocks = {k: torch.cat([v, v.new_zeros(pad, *v.shape[1:])]) for k, v in blocks.items()}
+            return self.embed(mask, **blocks)[:n]
+        present = mask.bool()
+        if self.training and self.modality_dropout > 0:
+            present = drop_modalities(present, self.modality_dropout)
+        hs = [tower(blocks[f"x{i}"], present[:, i]) for i, tower in enumerate(self.towers)]
+        return self.fusion(hs, present)
+
     def forward(self, mask: torch.Tensor, **blocks: torch.Tensor) -> torch.Tensor:
         """Map a batch to outputs (logits for classification).
 
