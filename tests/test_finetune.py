@@ -172,3 +172,19 @@ def test_pretrained_tower_refuses_a_block_of_other_tokens():
     tower = ("pretrained", {"model": "unused"})
     with pytest.raises(ValueError, match="ids_000 ... then mask_000"):
         FusionClassifier(towers={"text": tower}).fit(ids.add_prefix("text__"), [0, 1, 0, 1])
+
+
+def test_onnx_export_refuses_a_pretrained_tower(fitted, tmp_path):
+    from mmsk.fusion.export import export_onnx
+
+    pipe, _, _ = fitted
+    with pytest.raises(ValueError, match="'pretrained'.*mmsk.save"):
+        export_onnx(pipe[-1], tmp_path / "net.onnx")
+
+
+def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    with pytest.raises(OSError, match="cannot load a tokenizer from"):
+        PretrainedTokens(model=str(tmp_path)).fit(["a text"])
+    with pytest.raises(ValueError, match="model must be the folder"):
+        PretrainedTokens().fit(["a text"])

@@ -478,7 +478,11 @@ class FusionBase(BaseEstimator):
             n_iter_no_change=spec["n_iter_no_change"],
         )
         callbacks += added
-        if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
+        # (not for a pretrained tower alone: the refresh would cost one more pass
+        # of the big encoder over the training rows)
+        if self.norm == "batch" and any(
+            kind not in ("mlp", "pretrained") for kind, _ in self._towers
+        ):
             callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
         train_split = None
         if fraction is not None and groups is not None:

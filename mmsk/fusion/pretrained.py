@@ -182,6 +182,9 @@ def _build_model(model: str, config: Mapping[str, Any] | None) -> nn.Module:
         config = dict(config)
         built = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
         return transformers.AutoModel.from_config(built, attn_implementation="sdpa")
+    bars = transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # no "Loading weights" bar in every fit of a grid search
     try:
         return transformers.AutoModel.from_pretrained(
             model, local_files_only=True, attn_implementation="sdpa"
@@ -191,6 +194,9 @@ def _build_model(model: str, config: Mapping[str, Any] | None) -> nn.Module:
             f"pretrained tower: cannot load the model {model!r} ({exc}); give a local folder "
             "holding a saved Hugging Face or sentence-transformers model"
         ) from exc
+    finally:
+        if shown:
+            bars.enable_progress_bar()
 
 
 def _layer_list(model: nn.Module) -> nn.ModuleList:
