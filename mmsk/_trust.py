@@ -45,6 +45,7 @@ MMSK_TYPES = (
     "mmsk.preprocessing.GroupStandardScaler",
     "mmsk.text.SentenceEmbedder",
     "mmsk.text.TokenSequences",
+    "mmsk.text_pretrained.PretrainedTokens",
 )
 _OBJECT = frozenset({"ObjectNode", "TypeNode"})
 _METRICS = ("_score", "_error", "_loss", "_deviance")
