@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ._base import ItemTransformer, _reason
+from ._base import ItemTransformer, _label, _reason
 from ._docstrings import fill_doc
-from ._items import ItemError, describe_item, is_missing
+from ._items import ItemError, describe_item, is_missing, row_name, valid_text
 from ._optional import import_optional
 from .text import _as_text
 
@@ -120,7 +120,9 @@ class PretrainedTokens(ItemTransformer):
         if not ok or self.max_length < 2:
             raise ValueError(f"max_length must be an int >= 2, got {self.max_length!r}")
 
-    def _fit_items(self, items: Sequence[Any], column: str | None) -> None:
+    def _fit_items(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> None:
         tokenizer = self._tokenizer()
         self.vocab_size_ = int(len(tokenizer))
 
@@ -162,20 +164,23 @@ class PretrainedTokens(ItemTransformer):
         width = max(3, len(str(self.max_length - 1)))
         return [f"{part}_{i:0{width}d}" for part in ("ids", "mask") for i in range(self.max_length)]
 
-    def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
+    def _extract_all(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> np.ndarray:
         n, length = len(items), int(self.max_length)
         out = np.zeros((n, 2 * length), dtype=np.int64)
         rows, texts, failures = [], [], []
         for row, item in enumerate(items):
-            if is_missing(item):
+            if is_missing(item, text=True):
                 continue
             try:
-                texts.append(_as_text(item))
+                texts.append(valid_text(_as_text(item)))
                 rows.append(row)
             except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
+                label = _label(labels, row)
                 if self.on_error == "raise":
-                    raise ItemError(column, row, describe_item(item), _reason(exc)) from exc
-                failures.append((row, describe_item(item), _reason(exc)))
+                    raise ItemError(column, row, describe_item(item), _reason(exc), label) from exc
+                failures.append((row_name(row, label), describe_item(item), _reason(exc)))
         if texts:
             encoded = self._tokenizer()(
                 texts,
