@@ -53,11 +53,32 @@ html_theme = "alabaster"
 html_static_path: list[str] = []
 
 myst_heading_anchors = 3
-# the Markdown guides link to repository files (README.md, ../benchmarks/...) that are
-# not pages of the site; these cross-references are not errors
-suppress_warnings = ["myst.xref_missing"]
+# myst.xref_missing: the Markdown guides link to repository files (README.md,
+# ../benchmarks/...) that are not pages of the site; config.cache: autosummary_context
+# holds a function (_mmsk_methods), which Sphinx cannot pickle (it re-reads the config)
+suppress_warnings = ["myst.xref_missing", "config.cache"]
 
 autosummary_generate = True
+#: methods documented on a class page: public, defined by mmsk (not scikit-learn's
+#: get_params or torch's Module methods), set_*_request and set_output left out
+_SKIPPED_METHODS = {"get_params", "set_params", "set_output", "get_metadata_routing", "forward"}
+
+
+def _mmsk_methods(fullname: str) -> list[str]:
+    module, _, name = fullname.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    out = []
+    for attr in sorted(dir(cls)):
+        if attr.startswith("_") or attr in _SKIPPED_METHODS or attr.endswith("_request"):
+            continue
+        member = inspect.getattr_static(cls, attr)
+        func = getattr(member, "__func__", member)
+        if callable(func) and getattr(func, "__module__", "").startswith("mmsk"):
+            out.append(attr)
+    return out
+
+
+autosummary_context = {"mmsk_methods": _mmsk_methods}
 autosummary_imported_members = True
 autodoc_default_options = {"inherited-members": False}
 autodoc_typehints = "none"  # numpydoc's Parameters sections carry the types
@@ -101,10 +122,13 @@ API_MODULES = [
 
 
 def _module_exists(name: str) -> bool:
+    """Whether ``name`` is a module of this checkout's mmsk (not another installed copy)."""
     try:
-        return importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(name)
     except ModuleNotFoundError:
         return False
+    package = Path(mmsk.__file__).resolve().parent
+    return spec is not None and package in Path(spec.origin).resolve().parents
 
 
 def _autosummary(names: list[str], *, template: str | None = None) -> list[str]:
