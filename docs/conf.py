@@ -197,14 +197,15 @@ def api_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_api_reference(app) -> None:  # noqa: ANN001 (sphinx's builder-inited hook)
+def _write_api_reference() -> None:
+    """Write ``api.rst`` (only when its text changes, so that Sphinx re-reads it only then)."""
     path = DOCS / "api.rst"
     text = api_reference()
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
 
 
-_write_api_reference(None)  # before autosummary reads the sources
+_write_api_reference()  # before autosummary reads the sources
 
 
 # A shape in a numpydoc type, "(n_rows, n_components_)", is plain text, not an

@@ -67,14 +67,15 @@ def _python_blocks(path, *, slow):
 
 _RUNNER = textwrap.dedent(
     """
-    import sys, warnings
+    import time, warnings
     import matplotlib
     matplotlib.use("Agg")
     warnings.filterwarnings("ignore", ".*non-interactive.*", UserWarning)
     namespace = {"__name__": "__main__"}
     for filename, code in BLOCKS:
-        print(f"--- {filename}", flush=True)
+        start = time.perf_counter()
         exec(compile(code, filename, "exec"), namespace)
+        print(f"--- {filename} ran in {time.perf_counter() - start:.1f} s", flush=True)
     """
 )
 
@@ -106,6 +107,7 @@ def _run_file(path, tmp_path, *, slow=False):
         pytest.fail(f"{path.name}: blocks ran past {TIMEOUT_S} s\n{exc.stdout}\n{exc.stderr}")
     assert proc.returncode == 0, f"{path.name}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     ran = [line for line in proc.stdout.splitlines() if line.startswith("--- ")]
+    print("\n".join(ran))  # seen with pytest -s: the time of each block
     assert len(ran) == len(todo)
 
 
