@@ -2,13 +2,16 @@
 
 Every ``examples/*.py`` runs as ``__main__`` (what sphinx-gallery does) in its
 fast mode (``MMSK_EXAMPLE_FAST=1``), with matplotlib's Agg backend, in a
-temporary working directory. The fusion example's ``GridSearchCV`` is then
+temporary working directory, within ``TIMEOUT_S`` seconds (fast mode takes seconds
+on a quiet machine; the bound is for a busy one). The fusion example's ``GridSearchCV`` is then
 repeated with other ``n_jobs`` values and must give the same scores and the
 same best parameters.
 """
 
 import ast
+import contextlib
 import runpy
+import signal
 import warnings
 from pathlib import Path
 
@@ -21,6 +24,27 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 FUSION_EXAMPLE = EXAMPLES_DIR / "plot_fusion_gridsearch.py"
 RETRIEVAL_EXAMPLE = EXAMPLES_DIR / "plot_retrieval.py"
+
+TIMEOUT_S = 150  # per example, fast mode
+
+
+@contextlib.contextmanager
+def _time_limit(seconds, what):
+    """Fail a run of ``what`` that takes more than ``seconds`` (main thread, POSIX)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} ran past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _run_example(path, workdir, *, fast=True):
@@ -37,7 +61,7 @@ def _run_example(path, workdir, *, fast=True):
         import matplotlib.pyplot as plt
 
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _time_limit(TIMEOUT_S if fast else 3600, path.name):
                 # plt.show() under Agg says it cannot show; that is expected here
                 warnings.filterwarnings("ignore", ".*non-interactive.*", UserWarning)
                 return runpy.run_path(str(path), run_name="__main__")
@@ -80,6 +104,10 @@ def _assert_same_results(search, again):
 
 def test_there_are_examples():
     assert FUSION_EXAMPLE in EXAMPLES
+    assert len(EXAMPLES) >= 6
+    names = {p.stem for p in EXAMPLES}
+    for topic in ["quickstart", "tabular_text", "missing_modalities", "deployment", "onnx_export"]:
+        assert f"plot_{topic}" in names
     assert RETRIEVAL_EXAMPLE in EXAMPLES
 
 
