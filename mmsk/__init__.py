@@ -32,6 +32,7 @@ _LAZY = {
     "GroupStandardScaler": "mmsk.preprocessing",
     "ItemError": "mmsk._items",
     "ItemWarning": "mmsk._base",
+    "CacheWarning": "mmsk._cache",
 }
 _SUBMODULES = ("datasets", "plotting")
 

@@ -23,9 +23,9 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ._base import ItemTransformer, _reason, _versions
-from ._cache import FeatureCache, cache_location
-from ._items import ItemError, describe_item, is_missing, item_fingerprint, item_source
+from ._base import ItemTransformer, _reason, keyed_path
+from ._cache import PATH_KEYS, FeatureCache
+from ._items import ItemError, describe_item, is_missing, item_source
 
 __all__ = ["Embedder", "module_fingerprint"]
 
@@ -35,44 +35,50 @@ _HIT, _INPUT, _FAILED = 0, 1, 2
 
 def _prepare_chunk(
     prepare: Callable[[Any], Any],
-    items: Sequence[Any],
-    start: int,
+    chunk: Sequence[tuple[int, Any, str | None]],
     column: str | None,
-    cache: FeatureCache,
+    cache: FeatureCache | None,
     text: bool,
     on_error: str,
     n_out: int,
-) -> list[tuple[int, str | None, Any, int]]:
-    """Look up and decode one chunk of items (in a joblib worker or in-process).
+) -> tuple[list[tuple[int, str | None, Any, int]], list[Any]]:
+    """Decode one chunk of ``(row, item, key or None)`` (in a joblib worker or in-process).
 
-    Returns ``(row, cache key, value, kind)`` for every non-missing item:
-    a cached vector (``_HIT``), the decoded model input (``_INPUT``), or
-    ``(item description, reason)`` (``_FAILED``, with ``on_error="nan"``).
+    Returns ``(row, cache key, value, kind)`` for every item: a cached
+    vector (``_HIT``), the decoded model input (``_INPUT``), or ``(item
+    description, reason)`` (``_FAILED``, with ``on_error="nan"``); and the
+    path-key records of the paths read here. With a cache, a path whose key
+    the process does not know yet is read once, hashed and looked up first.
     """
     results: list[tuple[int, str | None, Any, int]] = []
-    cached = cache.enabled
-    for i, item in enumerate(items):
-        if is_missing(item):
-            continue
+    records: list[Any] = []
+    refresh = True
+    for row, item, key in chunk:
         try:
-            key = None
-            if cached:
-                key, source = item_fingerprint(item, text=text)
-                hit = None if key is None else cache.get(key)
-                if hit is not None and hit.shape == (n_out,):
-                    results.append((start + i, key, hit, _HIT))
+            if (
+                cache is not None
+                and key is None
+                and not text
+                and isinstance(item, (str, os.PathLike))
+            ):
+                key, source, record = keyed_path(item)
+                records.append(record)
+                hit = cache.get_many([key], n_out, np.float32, refresh=refresh)[0]
+                refresh = False
+                if hit is not None:
+                    results.append((row, key, hit, _HIT))
                     continue
             else:
                 source = item if text else item_source(item)
-            results.append((start + i, key, prepare(source), _INPUT))
+            results.append((row, key, prepare(source), _INPUT))
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - every item failure gets the same policy
             reason = _reason(exc)
             if on_error == "raise":
-                raise ItemError(column, start + i, describe_item(item), reason) from exc
-            results.append((start + i, None, (describe_item(item), reason), _FAILED))
-    return results
+                raise ItemError(column, row, describe_item(item), reason) from exc
+            results.append((row, None, (describe_item(item), reason), _FAILED))
+    return results, records
 
 
 class _Pending:
@@ -245,16 +251,10 @@ class Embedder(ItemTransformer):
         params["model_fingerprint"] = fingerprint
         return params
 
-    def _cache(self) -> FeatureCache:
-        location = cache_location(self.memory)
-        name = type(self).__name__
-        if location is None:
-            return FeatureCache(None, name, "")
-        token = joblib.hash((name, self._cache_params(), _versions(self._versioned)))
-        return FeatureCache(location, name, token)
-
     # -- the work ------------------------------------------------------------
-    def _flush(self, model: Any, pending: _Pending, out: np.ndarray, cache: FeatureCache) -> None:
+    def _flush(
+        self, model: Any, pending: _Pending, out: np.ndarray, cache: FeatureCache | None
+    ) -> None:
         vectors = self._embed(model, pending.inputs)
         if not (isinstance(vectors, np.ndarray) and vectors.dtype == np.float32):
             vectors = np.asarray(vectors, dtype=np.float32)
@@ -264,9 +264,10 @@ class Embedder(ItemTransformer):
                 f"{type(self).__name__}: the model gave embeddings of shape {vectors.shape}, "
                 f"expected {expected}; fit again after changing the model or its input size"
             )
-        for j, key in enumerate(pending.keys):
-            if key is not None:
-                cache.put(key, vectors[j])
+        if cache is not None:
+            kept = [j for j, key in enumerate(pending.keys) if key is not None]
+            if kept:
+                cache.put_many([pending.keys[j] for j in kept], vectors[kept])
         out[pending.rows] = vectors[pending.index]
 
     def _extract_all(self, items: Sequence[Any], column: str | None) -> np.ndarray:
@@ -276,27 +277,31 @@ class Embedder(ItemTransformer):
         if n == 0:
             return out
         model = self._get_model()
-        cache = self._cache()
+        cache = self._cache(n_out)
+        if cache is None:
+            todo = [(i, item, None) for i, item in enumerate(items) if not is_missing(item)]
+        else:
+            todo = self._cached_rows(items, cache, out)
         step = self._chunk_size()
-        task = joblib.delayed(_prepare_chunk)
         prepare = self._preparer()
-        starts = range(0, n, step)
+        chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
         text, on_error = self._text_items, self.on_error
-        chunks = joblib.Parallel(n_jobs=getattr(self, "n_jobs", None), return_as="generator")(
-            task(prepare, items[s : s + step], s, column, cache, text, on_error, n_out)
-            for s in starts
-        )
+        tasks = [(prepare, chunk, column, cache, text, on_error, n_out) for chunk in chunks]
+        results = self._run(_prepare_chunk, tasks) if tasks else ()
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, unit="item", desc=type(self).__name__)
+            bar.update(n - len(todo))
         failures: list[tuple[int, str, str]] = []
         own_dedupe = type(self)._dedupe_key is not Embedder._dedupe_key
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
-        for start, results in zip(starts, chunks, strict=True):
-            for row, key, value, kind in results:
+        for chunk, (prepared, records) in zip(chunks, results, strict=True):
+            for record in records:
+                PATH_KEYS.remember(*record)
+            for row, key, value, kind in prepared:
                 if kind == _INPUT:
                     same = dedupe_key(value) if key is None and dedupe_key else key
                     pending.add(row, key, value, same)
@@ -305,10 +310,12 @@ class Embedder(ItemTransformer):
                         pending = _Pending()
                 elif kind == _HIT:
                     out[row] = value
+                    if cache is not None:
+                        cache.remember([key], value[np.newaxis])
                 else:
                     failures.append((row, *value))
             if bar is not None:
-                bar.update(min(step, n - start))
+                bar.update(len(chunk))
         if pending.rows:
             self._flush(model, pending, out, cache)
         if bar is not None:
