@@ -28,6 +28,10 @@ faster than no cache, a hit <= 0.2x of an extraction.
 
     python benchmarks/bench_gridsearch.py --data-home ../shared/data
     python benchmarks/bench_gridsearch.py --quick     # 200 items, 3 folds, 4 candidates
+
+(from the repository root, with this checkout's mmsk importable, e.g.
+``PYTHONPATH=.``). The grid runs in this process (``n_jobs=None``), so that
+the wrappers see every read.
 """
 
 from __future__ import annotations

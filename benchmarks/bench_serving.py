@@ -24,6 +24,10 @@ a 1 ms forward pass) on both sides.
 
     python benchmarks/bench_serving.py            # full
     python benchmarks/bench_serving.py --quick    # a smoke run in about a minute
+
+(from the repository root, with this checkout's mmsk importable, e.g.
+``PYTHONPATH=.``). On a shared machine the wall-clock figures are noisy; the
+thread's CPU time is printed as well.
 """
 
 from __future__ import annotations

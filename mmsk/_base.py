@@ -55,7 +55,7 @@ def _reason(exc: BaseException) -> str:
     return f"cannot be read ({type(exc).__name__}: {text})"
 
 
-def keyed_path(item: Any) -> tuple[str, Any, tuple[Any, ...]]:
+def keyed_path(item: Any) -> tuple[Any, Any, tuple[Any, ...]]:
     """Read a path item once: its content key, a decodable source, its path-key record.
 
     The record ``(path, signature, key, started_ns)`` goes to
@@ -66,7 +66,6 @@ def keyed_path(item: Any) -> tuple[str, Any, tuple[Any, ...]]:
     started = time.time_ns()
     signature = PATH_KEYS.signature(path)  # a missing file raises FileNotFoundError here
     key, source = item_fingerprint(path)
-    assert key is not None
     record = (path, signature, key, started)
     PATH_KEYS.remember(*record)
     return key, source, record
@@ -149,8 +148,7 @@ def _extract_keyed_batch(
         try:
             if key is None and not text and isinstance(item, (str, os.PathLike)):
                 key, source, record = keyed_path(item)
-                if record is not None:
-                    records.append(record)
+                records.append(record)
                 hit = out[fresh[key]] if key in fresh else None
                 if hit is None:
                     hit = cache.get_many([key], n_out, dtype, refresh=refresh)[0]
