@@ -13,6 +13,7 @@ per-column dtype inspection of a wide DataFrame that scikit-learn's
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any
 
@@ -41,9 +42,9 @@ def frame_values(estimator: Any, X: Any) -> np.ndarray | None:
     """Return a DataFrame's values as float32 when scikit-learn's checks would pass them.
 
     That is when ``X`` has exactly the fitted columns (``feature_names_in_``,
-    in order), at least one row, only NumPy float columns and no infinity:
-    then ``validate_data(estimator, X, reset=False, dtype=float32,
-    ensure_all_finite="allow-nan")`` returns this same array, found in
+    in order), at least one row, float columns and no infinity: then
+    ``validate_data(estimator, X, reset=False, dtype=float32,
+    ensure_all_finite="allow-nan")`` returns these same values, found in
     microseconds instead of a Python loop over every column's dtype. Any
     other input gets None, and the caller runs scikit-learn's checks (with
     their messages and warnings).
@@ -73,18 +74,21 @@ def frame_values(estimator: Any, X: Any) -> np.ndarray | None:
     True
     """
     names = estimator.__dict__.get("feature_names_in_")
-    if names is None or not hasattr(X, "dtypes") or not hasattr(X, "columns"):
-        return None
-    if type(X).__module__.partition(".")[0] != "pandas" or getattr(X, "ndim", 0) != 2:
+    pd = sys.modules.get("pandas")  # a DataFrame means pandas is imported already
+    if names is None or pd is None or not isinstance(X, pd.DataFrame):
         return None
     if X.shape[0] < 1 or X.shape[1] != len(names):
         return None
     if not X.columns.equals(_name_index(estimator, names)):
         return None
-    for dtype in set(X.dtypes.values):
-        if not (isinstance(dtype, np.dtype) and dtype.kind == "f"):
+    values = X.to_numpy()  # all-float32 columns give float32, a mix of floats float64
+    if values.dtype != np.float32:
+        if values.dtype != np.float64:
             return None
-    values = np.asarray(X, dtype=np.float32)
+        for dtype in set(X.dtypes.values):  # an int column would be float64 here too
+            if not (isinstance(dtype, np.dtype) and dtype.kind == "f"):
+                return None
+        values = values.astype(np.float32)
     if values.ndim != 2 or np.isinf(values).any():
         return None
     return values
