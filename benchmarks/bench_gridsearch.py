@@ -242,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nper item, over the whole grid (first round):")
         for how, (reads, extractions) in counts.items():
             per_file = [reads.get(p, 0) for p in paths]
-            ext = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(extractions.items()))
+            ext = ", ".join(
+                f"{name} {extractions.get(name, 0) / n:.2f}"
+                for name in ("AudioFeatures", "ImagePixels")
+            )
             print(
                 f"  {how:<11} file reads: mean {np.mean(per_file):.2f}, max {max(per_file)} "
                 f"per file | extractions per item: {ext}"

@@ -423,7 +423,8 @@ def make_multimodal_pipeline(
     """Build a multimodal pipeline from the roles of a table's columns.
 
     The pipeline has two steps. ``"features"`` is a
-    :class:`~sklearn.compose.ColumnTransformer` with pandas output, one
+    :class:`MultimodalColumnTransformer` (a
+    :class:`~sklearn.compose.ColumnTransformer`) with pandas output, one
     transformer (one *block*) per
 
     ================  =========================================================
