@@ -33,6 +33,7 @@ __all__ = ["MMSK_TYPES", "refused_types"]
 MMSK_TYPES = (
     "mmsk.audio.AudioFeatures",
     "mmsk.audio.LogMelSpectrogram",
+    "mmsk.compose.MultimodalColumnTransformer",
     "mmsk.compose.TfidfSVD",
     "mmsk.fusion.blocks.BlockLayout",
     "mmsk.fusion.estimators.FusionClassifier",

@@ -452,7 +452,9 @@ class AudioEmbedder(Embedder):
     def _model_fingerprint(self, model: Chain) -> str:
         return model.fingerprint()
 
-    def _fit_items(self, items: Sequence[Any], column: str | None) -> None:
+    def _fit_items(
+        self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
+    ) -> None:
         self.window_ = _samples(self.window, self.sr)
         self.hop_ = _samples(self.hop, self.sr) if self.hop is not None else self.window_
         silent = np.zeros((1, self.window_ or int(self.sr)), dtype=np.float32)
