@@ -29,6 +29,7 @@ _LAZY = {
     "ImageEncoder": "mmsk.image",
     "TokenSequences": "mmsk.text",
     "SentenceEmbedder": "mmsk.text",
+    "PretrainedTokens": "mmsk.text_pretrained",
     "FusionClassifier": "mmsk.fusion",
     "FusionRegressor": "mmsk.fusion",
     "CrossModalRetriever": "mmsk.fusion",

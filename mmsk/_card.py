@@ -241,7 +241,12 @@ def _role_of(transformer: Any) -> str:
     module = type(transformer).__module__
     if module in ("mmsk.image", "mmsk.audio"):
         return module.split(".")[1]
-    if module in ("mmsk.text", "mmsk.compose", "sklearn.feature_extraction.text"):
+    if module in (
+        "mmsk.text",
+        "mmsk.text_pretrained",
+        "mmsk.compose",
+        "sklearn.feature_extraction.text",
+    ):
         return "text"
     if isinstance(transformer, OneHotEncoder | OrdinalEncoder):
         return "categorical"

@@ -13,6 +13,8 @@ out, a tqdm bar over the rows), and for ``dask.dataframe``'s
 from __future__ import annotations
 
 import os
+import re
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -183,6 +185,15 @@ def _empty_output(model: Any, methods: Sequence[str]) -> Any:
     return pd.DataFrame(columns)
 
 
+_FIRST_ROW = re.compile(r"\(first: row (\d+) ")
+
+
+def _is_item_warning(category: type) -> bool:
+    """Whether ``category`` is mmsk's ItemWarning (its module is loaded when one was raised)."""
+    base = sys.modules.get("mmsk._base")
+    return base is not None and issubclass(category, base.ItemWarning)
+
+
 def _chunk_output(
     model: Any,
     chunk: Any,
@@ -210,16 +221,26 @@ def _chunk_output(
             X = chunk if features is None else chunk[features]
             X = X if prepare is None else prepare(X)
             outputs = _call(model, X, methods)
-        except ItemError as exc:  # positions count from the chunk's first row, labels don't
+        except ItemError as exc:  # positions count from the chunk's first row; the labels
+            # (the chunk's index) are the file's rows already
             error = ItemError(exc.column, start + exc.row, exc.item, exc.reason, exc.label)
             raise error.with_traceback(exc.__traceback__) from exc.__cause__
         except ValueError as exc:
             raise ValueError(f"{src}, data rows {start}-{stop}: {exc}") from exc
-    # the chunk's index labels are the file's rows, so the extractors' warnings
-    # ("first: row N") already name the file's row: passed on as they are
-    for warning in caught:
+    for warning in caught:  # again, "first: row N" counted from the file's first row
+        message = str(warning.message)
+        # mmsk's extractors name rows by the chunk's index, the file's rows already
+        labelled = _is_item_warning(warning.category)
+        if (
+            not labelled
+            and issubclass(warning.category, UserWarning)
+            and _FIRST_ROW.search(message)
+        ):
+            message = _FIRST_ROW.sub(lambda m: f"(first: row {start + int(m[1])} ", message)
+        else:
+            message = warning.message
         warnings.warn_explicit(
-            warning.message, warning.category, warning.filename, warning.lineno, registry=registry
+            message, warning.category, warning.filename, warning.lineno, registry=registry
         )
     out = _frame(model, outputs, None, decimals)
     for name in out.columns:  # as the one-shot `mmsk predict` built it, column by column

@@ -47,9 +47,13 @@ def check_chunk_size(chunk_size: Any) -> int:
 
 
 def missing_columns_error(path: Any, missing: Sequence[str], have: Sequence[Any]) -> ValueError:
-    """Make the error for columns a file lacks: it names them and the ones it has."""
-    names = ", ".join(map(str, list(have)[:20]))
-    return ValueError(f"{path} has no column {', '.join(map(repr, missing))} (it has: {names})")
+    """Make the error for columns a file lacks: it names them, all the ones it has, the closest."""
+    from ._cli_params import did_you_mean  # stdlib only
+
+    have = [str(c) for c in have]
+    hint = did_you_mean(missing, have)
+    names = ", ".join(map(repr, missing))
+    return ValueError(f"{path} has no column {names} (it has: {', '.join(have)}){hint}")
 
 
 # -- reading -----------------------------------------------------------------------

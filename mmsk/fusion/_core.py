@@ -58,6 +58,7 @@ from mmsk.fusion._weights import (
 from mmsk.fusion.blocks import BlockLayout, find_layout, is_dict, resolve_towers
 from mmsk.fusion.encoders import SEQUENCE_KINDS
 from mmsk.fusion.modules import FUSIONS, FusionModule
+from mmsk.fusion.pretrained import from_config_only, load_config
 
 __all__ = ["PREDICT_BATCH_SIZE", "FusionBase", "RefreshBatchNorm"]
 
@@ -388,7 +389,7 @@ class FusionBase(BaseEstimator):
     def _tower_inputs(
         self, prepared: dict[str, Any], sample_weight: np.ndarray | None = None
     ) -> tuple[list[Any] | None, list[Any] | None]:
-        """Fill in the vocabulary sizes; return the input scaling of each block.
+        """Fill in the vocabulary sizes and pretrained configs; return each block's input scaling.
 
         MLP towers scale each feature by the block's rule (see
         ``standardize``), conv towers standardise each channel, and sequence
@@ -396,7 +397,9 @@ class FusionBase(BaseEstimator):
         statistics are weighted.
         """
         for i, (kind, options) in enumerate(self._towers):
-            if kind in SEQUENCE_KINDS and options["vocab_size"] is None:
+            if kind == "pretrained" and options["config"] is None:
+                options["config"] = load_config(options["model"])
+            elif kind in SEQUENCE_KINDS and options["vocab_size"] is None:
                 block = prepared[block_key(i)]
                 options["vocab_size"] = max(int(block.max(initial=0)) + 1, 2)
         rules = self._scaling_rules()
@@ -549,6 +552,16 @@ class FusionBase(BaseEstimator):
         optimizer_kwargs = dict(self.optimizer_kwargs or {})
         if _accepts(self.optimizer, "weight_decay"):
             optimizer_kwargs.setdefault("weight_decay", self.weight_decay)
+        own_lr = [  # a pretrained encoder trains at its own learning rate
+            (f"towers.{i}.model.*", {"lr": options["lr"]})
+            for i, (kind, options) in enumerate(self._towers)
+            if kind == "pretrained" and options.get("lr") is not None
+        ]
+        if own_lr:
+            optimizer_kwargs["param_groups"] = [
+                *optimizer_kwargs.get("param_groups", []),
+                *own_lr,
+            ]
         callbacks = list(copy.deepcopy(self.callbacks)) if self.callbacks else []
         added, _, _ = training_callbacks(
             self,
@@ -557,7 +570,11 @@ class FusionBase(BaseEstimator):
             n_iter_no_change=spec["n_iter_no_change"],
         )
         callbacks += added
-        if self.norm == "batch" and any(kind != "mlp" for kind, _ in self._towers):
+        # (not for a pretrained tower alone: the refresh would cost one more pass
+        # of the big encoder over the training rows)
+        if self.norm == "batch" and any(
+            kind not in ("mlp", "pretrained") for kind, _ in self._towers
+        ):
             callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
         train_split = None
         if fraction is not None and groups is not None:
@@ -796,7 +813,9 @@ class FusionBase(BaseEstimator):
         if not isinstance(records, list) or len(records) != len(seeds) or not records:
             raise ValueError(f"{type(self).__name__}: the nets do not match their description")
         device = resolve_device(_portable.load_device())
-        with torch.device("meta"):  # the net the file describes, without allocating it
+        # the net the file describes, without allocating it (a pretrained encoder is
+        # built from its stored config: its fine-tuned weights are in the file)
+        with torch.device("meta"), from_config_only():
             shapes = _shapes(FusionModule(**self._net_spec["module"]).state_dict())
         nets = []
         for record, (shuffle_seed, split_seed) in zip(records, seeds, strict=True):
@@ -806,7 +825,7 @@ class FusionBase(BaseEstimator):
                     f"{type(self).__name__}: the weights do not fit the net the file describes"
                 )
             net = self._build_net(shuffle_seed, split_seed, device)
-            with torch_seeded(0, device):  # random initial weights, overwritten below
+            with torch_seeded(0, device), from_config_only():  # weights overwritten below
                 net.initialize()
             net.module_.load_state_dict(weights)
             net.history = _portable.history_from_json(record["history"])

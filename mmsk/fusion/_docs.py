@@ -46,7 +46,14 @@ _NETWORK = """\
         ``n_layers=1``, ``bidirectional=False``, ``vocab_size``;
         ``transformer``: ``embedding_dim=32``, ``n_layers=1``,
         ``n_heads=4``, ``vocab_size``; ``mlp``: ``hidden_units`` and
-        ``n_layers`` (the estimator's). E.g. ``{"image": "conv", "text":
+        ``n_layers`` (the estimator's). ``"pretrained"`` fine-tunes a
+        local Hugging Face / sentence-transformers model over the ids and
+        attention mask that ``PretrainedTokens`` makes from the same model;
+        options ``model`` (the folder, required), ``trainable_layers="all"``
+        (or an int: the top layers that train, 0 freezes the encoder),
+        ``lr=3e-5`` (the encoder's own learning rate; None: ``lr``),
+        ``pooling="mean"`` (or ``"cls"``); ``fit`` stores the model's
+        ``config`` in ``towers_`` (see ``docs/finetune.md``). E.g. ``{"image": "conv", "text":
         ("gru", {"bidirectional": True})}``.
     hidden_units : int, default=64
         Width of the hidden layers of the towers and the head.

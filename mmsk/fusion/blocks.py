@@ -534,6 +534,8 @@ def resolve_towers(
                     f"{where}: shape {options['shape']} holds {size} values per row, but "
                     f"block {name!r} has {dim} columns"
                 )
+        elif kind == "pretrained":
+            _check_pretrained_block(name, dim, cols, where)
         elif kind in SEQUENCE_KINDS and found is not None and found[0] == "image":
             raise ValueError(
                 f"{where}: a {kind!r} tower reads token ids, but block {name!r} is an "
@@ -541,3 +543,18 @@ def resolve_towers(
             )
         out.append((kind, options))
     return out
+
+
+def _check_pretrained_block(name: str, dim: int, cols: Sequence[Any] | None, where: str) -> None:
+    """Check that a pretrained tower's block is ``ids_000 ... mask_000 ...`` (PretrainedTokens)."""
+    half = dim // 2
+    width = max(3, len(str(half - 1)))
+    expected = [f"{part}_{i:0{width}d}" for part in ("ids", "mask") for i in range(half)]
+    names = None if cols is None else [str(c).rpartition("__")[2] for c in cols]
+    if dim % 2 or (names is not None and names != expected):
+        got = _show(cols) if cols is not None else f"{dim} columns"
+        raise ValueError(
+            f"{where}: a 'pretrained' tower reads the token ids and attention mask that "
+            f"PretrainedTokens makes (columns ids_000 ... then mask_000 ...), but block "
+            f"{name!r} has {got}"
+        )

@@ -56,9 +56,9 @@ PAD_ID = 0
 OOV_ID = 1
 
 #: The kinds of tower, in the order the docs list them.
-TOWER_KINDS = ("mlp", "conv", "gru", "lstm", "transformer")
+TOWER_KINDS = ("mlp", "conv", "gru", "lstm", "transformer", "pretrained")
 #: The towers over token ids (int64 blocks, padding masked, no standardisation).
-SEQUENCE_KINDS = ("gru", "lstm", "transformer")
+SEQUENCE_KINDS = ("gru", "lstm", "transformer", "pretrained")
 
 #: Options of each tower kind and their defaults. ``None`` is filled in ``fit``:
 #: ``hidden_units`` and ``n_layers`` of an MLP from the estimator's parameters,
@@ -81,6 +81,14 @@ TOWER_OPTIONS: dict[str, dict[str, Any]] = {
         "vocab_size": None,
     },
     "transformer": {"embedding_dim": 32, "n_layers": 1, "n_heads": 4, "vocab_size": None},
+    # a Hugging Face encoder, fine-tuned (mmsk.fusion.pretrained.PRETRAINED_OPTIONS)
+    "pretrained": {
+        "model": None,
+        "trainable_layers": "all",
+        "lr": 3e-5,
+        "pooling": "mean",
+        "config": None,
+    },
 }
 
 
@@ -130,6 +138,10 @@ def check_tower(spec: Any, where: str) -> tuple[str, dict[str, Any]]:
         )
     if kind not in TOWER_OPTIONS:
         raise ValueError(f"{where}: unknown tower kind {kind!r}; use one of {TOWER_KINDS}")
+    if kind == "pretrained":
+        from mmsk.fusion.pretrained import check_pretrained
+
+        return kind, check_pretrained(given, where)
     options = dict(TOWER_OPTIONS[kind])
     for key, value in given.items():
         if key not in options:

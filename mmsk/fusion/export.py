@@ -353,6 +353,14 @@ def export_onnx(
     True
     """
     check_is_fitted(estimator)
+    pretrained = [
+        n for n, (kind, _) in getattr(estimator, "towers_", {}).items() if kind == "pretrained"
+    ]
+    if pretrained:
+        raise ValueError(
+            f"export_onnx: block {pretrained[0]!r} has a 'pretrained' (Hugging Face) tower, "
+            "which this exporter does not trace; save the estimator with mmsk.save instead"
+        )
     onnx = import_optional("onnx", "onnx")
     if opset is None:
         opset = DEFAULT_OPSET

@@ -40,6 +40,7 @@ from mmsk.fusion.encoders import (
     TransformerEncoder,
     norm_layer,
 )
+from mmsk.fusion.pretrained import PretrainedTextEncoder
 from mmsk.fusion.wide import WideLinear
 
 __all__ = [
@@ -153,7 +154,7 @@ def build_tower(
 
     Parameters
     ----------
-    kind : {"mlp", "conv", "gru", "lstm", "transformer"}
+    kind : {"mlp", "conv", "gru", "lstm", "transformer", "pretrained"}
         The tower kind (:data:`mmsk.fusion.encoders.TOWER_KINDS`).
     in_dim : int
         Width of the block.
@@ -194,6 +195,8 @@ def build_tower(
             scale=scale,
             **common,
         )
+    if kind == "pretrained":
+        return PretrainedTextEncoder(**opts, **common)
     needed = "shape" if kind == "conv" else "vocab_size" if kind in SEQUENCE_KINDS else None
     if needed is not None and needed not in opts:
         raise ValueError(f"a {kind!r} tower needs the option {needed!r}")
