@@ -43,6 +43,7 @@ _LAZY = {
     "ItemWarning": "mmsk._base",
     "save": "mmsk.io",
     "load": "mmsk.io",
+    "CacheWarning": "mmsk._cache",
 }
 _SUBMODULES = ("datasets", "inspection", "io", "plotting")
 

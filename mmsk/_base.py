@@ -11,9 +11,9 @@ content-addressed cache — lives here once.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import math
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,8 +23,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._cache import FeatureCache, cache_location
-from ._files import MAX_FILE_BYTES, FilePolicy, allowed_roots, check_max_bytes
+from ._cache import PATH_KEYS, FeatureCache, cache_location, cache_token
+from ._files import MAX_FILE_BYTES, FilePolicy, allowed_roots, check_max_bytes, confine
 from ._items import (
     ON_ERROR_CHOICES,
     BadItem,
@@ -98,14 +98,62 @@ def opened(item: Any, policy: FilePolicy | None) -> Iterator[Any]:
         yield fh
 
 
-def _versions(modules: Sequence[str]) -> dict[str, str]:
-    found = {}
-    for name in ("mmsk", "numpy", *modules):
+def keyed_path(item: Any, policy: FilePolicy | None = None) -> tuple[Any, Any, tuple[Any, ...]]:
+    """Read a path item once: its content key, a decodable source, its path-key record.
+
+    The file is opened under ``policy`` (None: the default policy) before a
+    byte is hashed: regular files only, the size limit, the allowed
+    directories. The record ``(path, signature, key, started_ns)`` — the
+    signature from the opened file itself — goes to
+    :meth:`mmsk._cache.PathKeys.remember` (here and in the calling process)
+    so that the file is not read again while it is unchanged.
+    """
+    path = os.fspath(item)
+    started = time.time_ns()
+    with (FilePolicy() if policy is None else policy).open(path) as fh:
+        st = os.fstat(fh.fileno())
+        key, source = item_fingerprint(fh)
+    signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    record = (path, signature, key, started)
+    PATH_KEYS.remember(*record)
+    return key, source, record
+
+
+def known_key(item: Any, text: bool, policy: FilePolicy | None = None) -> str | None:
+    """Return the content key of an item where it comes without reading a file, else None.
+
+    A path's key comes from the path memo (one ``stat``), and only if the
+    file passes ``policy`` as it is now: its size within the limit and, with
+    allowed directories, its resolved path inside one (an unchanged
+    signature vouches that it is still the regular file that was read).
+    Bytes, arrays, images and texts are hashed in memory. An item that
+    cannot be hashed, or a path the policy refuses, gets None and meets the
+    error policy where it is extracted.
+    """
+    if not text and _is_path(item):
+        path = os.fspath(item)
+        if policy is None:
+            return PATH_KEYS.lookup(path)
+        key = PATH_KEYS.lookup(path, max_bytes=policy.max_bytes)
+        if key is None or policy.roots is None:
+            return key
         try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "?"
-    return found
+            confine(path, policy.roots)
+        except BadItem:
+            return None
+        return key
+    try:
+        return item_fingerprint(item, text=text)[0]
+    except Exception:  # noqa: BLE001 - reported with its row by the extraction
+        return None
+
+
+def _check_vector(vector: Any, dtype: Any, n_out: int) -> np.ndarray:
+    if not (isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype == dtype):
+        vector = np.asarray(vector, dtype=dtype).reshape(-1)
+    if vector.shape[0] != n_out:
+        raise BadItem(f"gave {vector.shape[0]} features, expected {n_out}")
+    return vector
 
 
 def _extract_batch(
@@ -113,12 +161,11 @@ def _extract_batch(
     items: Sequence[Any],
     start: int,
     column: str | None,
-    cache: FeatureCache,
     n_out: int,
     labels: Sequence[Any] | None = None,
     policy: FilePolicy | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
-    """Extract one batch of items; return its rows and the failures.
+    """Extract one batch of items (no cache); return its rows and the failures.
 
     A failure is ``(row name, item description, reason)``; ``labels`` are
     the batch's index labels (None: rows are named by position).
@@ -126,29 +173,14 @@ def _extract_batch(
     dtype = est._output_dtype
     out = np.full((len(items), n_out), np.nan, dtype=dtype)
     failures: list[tuple[str, str, str]] = []
-    extract, text, cached = est._extract, est._text_items, cache.enabled
+    extract, text = est._extract, est._text_items
     for i, item in enumerate(items):
         if is_missing(item, text=text):
             continue
         try:
             with opened(item, policy) as given:
-                key = None
-                if cached:
-                    key, source = item_fingerprint(given, text=text)
-                    hit = None if key is None else cache.get(key)
-                    if hit is not None and hit.shape == (n_out,):
-                        out[i] = hit
-                        continue
-                else:
-                    source = given if text else item_source(given)
-                vector = extract(source)
-            if not (isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype == dtype):
-                vector = np.asarray(vector, dtype=dtype).reshape(-1)
-            if vector.shape[0] != n_out:
-                raise BadItem(f"gave {vector.shape[0]} features, expected {n_out}")
-            if key is not None:
-                cache.put(key, vector)
-            out[i] = vector
+                vector = extract(given if text else item_source(given))
+            out[i] = _check_vector(vector, dtype, n_out)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
@@ -158,6 +190,68 @@ def _extract_batch(
                 raise ItemError(column, start + i, describe_item(item), reason, label) from exc
             failures.append((row_name(start + i, label), describe_item(item), reason))
     return out, failures
+
+
+def _extract_keyed_batch(
+    est: ItemTransformer,
+    batch: Sequence[tuple[int, Any, str | None]],
+    column: str | None,
+    cache: FeatureCache,
+    n_out: int,
+    labels: Sequence[Any] | None = None,
+    policy: FilePolicy | None = None,
+) -> tuple[np.ndarray, list[tuple[str, str, str]], list[str | None], list[Any]]:
+    """Extract the cache misses of one batch, ``(row, item, key or None)`` each.
+
+    A path whose key the process does not know yet is read once here,
+    through ``policy``: its bytes are hashed, looked up in the store and, on
+    a miss, decoded. The computed rows go to the store as one segment.
+    ``labels`` are the index labels of the batch's entries (None: rows are
+    named by position). Returns the rows, the failures ``(row name, item
+    description, reason)``, each row's key (None for failures and unkeyed
+    items) and the path-key records for the calling process.
+    """
+    dtype = est._output_dtype
+    out = np.full((len(batch), n_out), np.nan, dtype=dtype)
+    failures: list[tuple[str, str, str]] = []
+    keys: list[str | None] = [None] * len(batch)
+    records: list[Any] = []
+    fresh: dict[str, int] = {}
+    extract, text = est._extract, est._text_items
+    refresh = True
+    for j, (row, item, key) in enumerate(batch):
+        try:
+            if key is None and not text and _is_path(item):
+                key, source, record = keyed_path(item, policy)
+                records.append(record)
+                hit = out[fresh[key]] if key in fresh else None
+                if hit is None:
+                    hit = cache.get_many([key], n_out, dtype, refresh=refresh)[0]
+                    refresh = False
+                if hit is not None:
+                    out[j], keys[j] = hit, key
+                    continue
+                vector = extract(source)
+            elif key is not None and key in fresh:
+                out[j], keys[j] = out[fresh[key]], key
+                continue
+            else:
+                with opened(item, policy) as given:
+                    vector = extract(given if text else item_source(given))
+            out[j] = _check_vector(vector, dtype, n_out)
+            if key is not None:
+                fresh[key], keys[j] = j, key
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
+            reason = _reason(exc)
+            label = _label(labels, j)
+            if est.on_error == "raise":
+                raise ItemError(column, row, describe_item(item), reason, label) from exc
+            failures.append((row_name(row, label), describe_item(item), reason))
+    if fresh:
+        cache.put_many(list(fresh), out[list(fresh.values())])
+    return out, failures, keys, records
 
 
 class ItemTransformer(TransformerMixin, BaseEstimator):
@@ -327,50 +421,136 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             stacklevel=5,
         )
 
-    def _cache(self) -> FeatureCache:
+    def _n_out(self) -> int:
+        n_out = self.__dict__.get("n_features_out_")
+        return len(self._feature_names()) if n_out is None else int(n_out)
+
+    def _cache_token(self, n_out: int) -> str:
+        """Hash of what makes the output: class, parameters, library versions, width."""
+        layout = (n_out, np.dtype(self._output_dtype).str)
+        return cache_token(type(self).__name__, self._cache_params(), self._versioned, layout)
+
+    def _cache(self, n_out: int) -> FeatureCache | None:
+        """Return the feature cache of this setting; None (and no work) when memory is None."""
+        if self.memory is None:
+            return None
         location = cache_location(self.memory)
-        token = joblib.hash((type(self).__name__, self._cache_params(), _versions(self._versioned)))
-        return FeatureCache(location, type(self).__name__, token)
+        if location is None:
+            return None
+        return FeatureCache(location, type(self).__name__, self._cache_token(n_out))
+
+    def _run(self, function: Any, tasks: list[tuple[Any, ...]]) -> Any:
+        """Yield ``function(*task)`` per task: via joblib when it can run them in parallel."""
+        if len(tasks) == 1 or joblib.effective_n_jobs(self.n_jobs) == 1:
+            return (function(*task) for task in tasks)
+        call = joblib.delayed(function)
+        return joblib.Parallel(n_jobs=self.n_jobs, return_as="generator")(
+            call(*task) for task in tasks
+        )
+
+    def _batch_size(self, n: int) -> int:
+        workers = joblib.effective_n_jobs(self.n_jobs)
+        return MAX_BATCH if workers == 1 else max(1, min(MAX_BATCH, math.ceil(n / (4 * workers))))
 
     def _extract_all(
         self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
     ) -> np.ndarray:
         n = len(items)
-        n_out = len(self._feature_names())
+        n_out = self._n_out()
         out = np.full((n, n_out), np.nan, dtype=self._output_dtype)
         if n == 0:
             return out
-        workers = joblib.effective_n_jobs(self.n_jobs)
-        size = MAX_BATCH if workers == 1 else max(1, min(MAX_BATCH, math.ceil(n / (4 * workers))))
-        starts = range(0, n, size)
-        cache = self._cache()
-        policy = self._file_policy()
-        task = joblib.delayed(_extract_batch)
-        results = joblib.Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            task(
-                self,
-                items[s : s + size],
-                s,
-                column,
-                cache,
-                n_out,
-                None if labels is None else labels[s : s + size],
-                policy,
-            )
-            for s in starts
-        )
-        failures: list[tuple[Any, str, str]] = []
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, unit="item", desc=type(self).__name__)
-        for start, (rows, failed) in zip(starts, results, strict=True):
-            out[start : start + rows.shape[0]] = rows
-            failures.extend(failed)
+        failures: list[tuple[str, str, str]] = []
+        policy = self._file_policy()
+        cache = self._cache(n_out)
+        if cache is None:
+            size = self._batch_size(n)
+            starts = range(0, n, size)
+            tasks = [
+                (
+                    self,
+                    items[s : s + size],
+                    s,
+                    column,
+                    n_out,
+                    None if labels is None else labels[s : s + size],
+                    policy,
+                )
+                for s in starts
+            ]
+            for start, (rows, failed) in zip(starts, self._run(_extract_batch, tasks), strict=True):
+                out[start : start + rows.shape[0]] = rows
+                failures.extend(failed)
+                if bar is not None:
+                    bar.update(rows.shape[0])
+        else:
+            pending = self._cached_rows(items, cache, out, policy)
             if bar is not None:
-                bar.update(rows.shape[0])
+                bar.update(n - len(pending))
+            size = self._batch_size(len(pending))
+            batches = [pending[s : s + size] for s in range(0, len(pending), size)]
+            tasks = [
+                (
+                    self,
+                    batch,
+                    column,
+                    cache,
+                    n_out,
+                    None if labels is None else [labels[row] for row, _, _ in batch],
+                    policy,
+                )
+                for batch in batches
+            ]
+            results = self._run(_extract_keyed_batch, tasks) if tasks else ()
+            for batch, (rows, failed, keys, records) in zip(batches, results, strict=True):
+                positions = [row for row, _, _ in batch]
+                out[positions] = rows
+                failures.extend(failed)
+                for record in records:
+                    PATH_KEYS.remember(*record)
+                kept = [j for j, key in enumerate(keys) if key is not None]
+                cache.remember([keys[j] for j in kept], rows[kept])
+                if bar is not None:
+                    bar.update(len(batch))
         if bar is not None:
             bar.close()
         self._warn_failures(failures, n, column)
         return out
+
+    def _cached_rows(
+        self,
+        items: Sequence[Any],
+        cache: FeatureCache,
+        out: np.ndarray,
+        policy: FilePolicy | None = None,
+    ) -> list[tuple[int, Any, str | None]]:
+        """Fill ``out`` with the rows the cache holds; return the others as ``(row, item, key)``.
+
+        A remembered path is served only if it passes ``policy`` now
+        (:func:`known_key`); else it is read (and refused) where it is extracted.
+        """
+        text = self._text_items
+        rows, keys, pending = [], [], []
+        for i, item in enumerate(items):
+            if is_missing(item, text=text):
+                continue
+            key = known_key(item, text, policy)
+            if key is None:
+                pending.append((i, item, None))
+            else:
+                rows.append(i)
+                keys.append(key)
+        if keys:
+            hits = cache.get_many(keys, out.shape[1], out.dtype)
+            for i, key, hit in zip(rows, keys, hits, strict=True):
+                if hit is None:
+                    pending.append((i, items[i], key))
+                else:
+                    out[i] = hit
+            pending.sort(key=lambda entry: entry[0])
+        return pending

@@ -37,10 +37,13 @@ SHARED_DOCS: dict[str, str] = {
     memory : None, str, path-like or joblib.Memory, default=None
         Where to cache per-item results, as for
         :class:`~sklearn.pipeline.Pipeline`. The cache is addressed by the
-        item's content (the bytes of a file, not its name or time stamp;
-        the data of an array) and by the parameters and library versions
-        that change the output, so cross-validation folds and grid-search
-        candidates never extract the same item twice.""",
+        item's content (the bytes of a file, not its name; the data of an
+        array) and by the parameters and library versions that change the
+        output, so cross-validation folds and grid-search candidates never
+        extract the same item twice. A process reads an unchanged file once
+        and serves repeat transforms from memory. A location that cannot be
+        used gives one ``CacheWarning`` and the features are computed without
+        it; results never depend on the cache.""",
     "verbose": """\
     verbose : int, default=0
         Show a tqdm progress bar over items when > 0.""",

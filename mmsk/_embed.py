@@ -23,17 +23,10 @@ from typing import Any
 import joblib
 import numpy as np
 
-from ._base import ItemTransformer, _label, _reason, _versions, opened
-from ._cache import FeatureCache, cache_location
+from ._base import ItemTransformer, _is_path, _label, _reason, keyed_path, opened
+from ._cache import PATH_KEYS, FeatureCache
 from ._files import FilePolicy
-from ._items import (
-    ItemError,
-    describe_item,
-    is_missing,
-    item_fingerprint,
-    item_source,
-    row_name,
-)
+from ._items import ItemError, describe_item, is_missing, item_source, row_name
 
 __all__ = ["Embedder", "module_fingerprint"]
 
@@ -43,50 +36,55 @@ _HIT, _INPUT, _FAILED = 0, 1, 2
 
 def _prepare_chunk(
     prepare: Callable[[Any], Any],
-    items: Sequence[Any],
-    start: int,
+    chunk: Sequence[tuple[int, Any, str | None]],
     column: str | None,
-    cache: FeatureCache,
+    cache: FeatureCache | None,
     text: bool,
     on_error: str,
     n_out: int,
     labels: Sequence[Any] | None = None,
     policy: FilePolicy | None = None,
-) -> list[tuple[int, str | None, Any, int]]:
-    """Look up and decode one chunk of items (in a joblib worker or in-process).
+) -> tuple[list[tuple[int, str | None, Any, int]], list[Any]]:
+    """Decode one chunk of ``(row, item, key or None)`` (in a joblib worker or in-process).
 
-    Returns ``(row, cache key, value, kind)`` for every non-missing item:
-    a cached vector (``_HIT``), the decoded model input (``_INPUT``), or
-    ``(row name, item description, reason)`` (``_FAILED``, with
-    ``on_error="nan"``).
+    Returns ``(row, cache key, value, kind)`` for every item: a cached
+    vector (``_HIT``), the decoded model input (``_INPUT``), or ``(row
+    name, item description, reason)`` (``_FAILED``, with
+    ``on_error="nan"``); and the path-key records of the paths read here.
+    ``labels`` are the index labels of the chunk's entries (None: rows are
+    named by position). Every path is opened under ``policy``; with a
+    cache, a path whose key the process does not know yet is read once,
+    hashed and looked up first.
     """
     results: list[tuple[int, str | None, Any, int]] = []
-    cached = cache.enabled
-    for i, item in enumerate(items):
-        if is_missing(item, text=text):
-            continue
+    records: list[Any] = []
+    refresh = True
+    for j, (row, item, key) in enumerate(chunk):
         try:
-            with opened(item, policy) as given:
-                key = None
-                if cached:
-                    key, source = item_fingerprint(given, text=text)
-                    hit = None if key is None else cache.get(key)
-                    if hit is not None and hit.shape == (n_out,):
-                        results.append((start + i, key, hit, _HIT))
-                        continue
-                else:
-                    source = given if text else item_source(given)
-                results.append((start + i, key, prepare(source), _INPUT))
+            if cache is not None and key is None and not text and _is_path(item):
+                key, source, record = keyed_path(item, policy)
+                records.append(record)
+                hit = cache.get_many([key], n_out, np.float32, refresh=refresh)[0]
+                refresh = False
+                if hit is not None:
+                    results.append((row, key, hit, _HIT))
+                    continue
+                results.append((row, key, prepare(source), _INPUT))
+            else:
+                with opened(item, policy) as given:
+                    results.append(
+                        (row, key, prepare(given if text else item_source(given)), _INPUT)
+                    )
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
             reason = _reason(exc)
-            label = _label(labels, i)
+            label = _label(labels, j)
             if on_error == "raise":
-                raise ItemError(column, start + i, describe_item(item), reason, label) from exc
-            failure = (row_name(start + i, label), describe_item(item), reason)
-            results.append((start + i, None, failure, _FAILED))
-    return results
+                raise ItemError(column, row, describe_item(item), reason, label) from exc
+            failure = (row_name(row, label), describe_item(item), reason)
+            results.append((row, None, failure, _FAILED))
+    return results, records
 
 
 class _ShapeError(ValueError):
@@ -265,14 +263,6 @@ class Embedder(ItemTransformer):
         params["model_fingerprint"] = fingerprint
         return params
 
-    def _cache(self) -> FeatureCache:
-        location = cache_location(self.memory)
-        name = type(self).__name__
-        if location is None:
-            return FeatureCache(None, name, "")
-        token = joblib.hash((name, self._cache_params(), _versions(self._versioned)))
-        return FeatureCache(location, name, token)
-
     # -- the work ------------------------------------------------------------
     def _embed_checked(self, model: Any, inputs: list[Any], width: int) -> np.ndarray:
         vectors = self._embed(model, inputs)
@@ -312,7 +302,12 @@ class Embedder(ItemTransformer):
         return vectors
 
     def _flush(
-        self, model: Any, pending: _Pending, out: np.ndarray, cache: FeatureCache, report: Any
+        self,
+        model: Any,
+        pending: _Pending,
+        out: np.ndarray,
+        cache: FeatureCache | None,
+        report: Any,
     ) -> None:
         try:
             vectors = self._embed_checked(model, pending.inputs, out.shape[1])
@@ -320,9 +315,14 @@ class Embedder(ItemTransformer):
             raise
         except Exception as exc:  # noqa: BLE001 - find the inputs the model refuses
             vectors = self._embed_one_by_one(model, pending, out.shape[1], exc, report)
-        for j, key in enumerate(pending.keys):
-            if key is not None and np.isfinite(vectors[j]).all():
-                cache.put(key, vectors[j])
+        if cache is not None:
+            kept = [
+                j
+                for j, key in enumerate(pending.keys)
+                if key is not None and np.isfinite(vectors[j]).all()
+            ]
+            if kept:
+                cache.put_many([pending.keys[j] for j in kept], vectors[kept])
         out[pending.rows] = vectors[pending.index]
 
     def _extract_all(
@@ -334,33 +334,41 @@ class Embedder(ItemTransformer):
         if n == 0:
             return out
         model = self._get_model()
-        cache = self._cache()
         policy = self._file_policy()
+        cache = self._cache(n_out)
+        if cache is None:
+            todo = [
+                (i, item, None)
+                for i, item in enumerate(items)
+                if not is_missing(item, text=self._text_items)
+            ]
+        else:
+            todo = self._cached_rows(items, cache, out, policy)
         step = self._chunk_size()
-        task = joblib.delayed(_prepare_chunk)
         prepare = self._preparer()
-        starts = range(0, n, step)
+        chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
         text, on_error = self._text_items, self.on_error
-        chunks = joblib.Parallel(n_jobs=getattr(self, "n_jobs", None), return_as="generator")(
-            task(
+        tasks = [
+            (
                 prepare,
-                items[s : s + step],
-                s,
+                chunk,
                 column,
                 cache,
                 text,
                 on_error,
                 n_out,
-                None if labels is None else labels[s : s + step],
+                None if labels is None else [labels[row] for row, _, _ in chunk],
                 policy,
             )
-            for s in starts
-        )
+            for chunk in chunks
+        ]
+        results = self._run(_prepare_chunk, tasks) if tasks else ()
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n, unit="item", desc=type(self).__name__)
+            bar.update(n - len(todo))
         failures: list[tuple[int, tuple[Any, str, str]]] = []  # (position, failure)
 
         def report(rows: list[int], reason: str, exc: Exception) -> None:
@@ -374,8 +382,10 @@ class Embedder(ItemTransformer):
         own_dedupe = type(self)._dedupe_key is not Embedder._dedupe_key
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
-        for start, results in zip(starts, chunks, strict=True):
-            for row, key, value, kind in results:
+        for chunk, (prepared, records) in zip(chunks, results, strict=True):
+            for record in records:
+                PATH_KEYS.remember(*record)
+            for row, key, value, kind in prepared:
                 if kind == _INPUT:
                     same = dedupe_key(value) if key is None and dedupe_key else key
                     pending.add(row, key, value, same)
@@ -384,10 +394,12 @@ class Embedder(ItemTransformer):
                         pending = _Pending()
                 elif kind == _HIT:
                     out[row] = value
+                    if cache is not None:
+                        cache.remember([key], value[np.newaxis])
                 else:
                     failures.append((row, value))
             if bar is not None:
-                bar.update(min(step, n - start))
+                bar.update(len(chunk))
         if pending.rows:
             self._flush(model, pending, out, cache, report)
         failures.sort(key=lambda pair: pair[0])

@@ -191,9 +191,10 @@ def describe_item(item: Any, width: int = 60) -> str:
 
 
 def _column_name(X: Any) -> str | None:
-    name = getattr(X, "name", None)
-    if name is None and hasattr(X, "columns") and len(X.columns) == 1:
-        name = X.columns[0]
+    if hasattr(X, "columns"):  # (a DataFrame's .name would look for a column "name")
+        name = X.columns[0] if len(X.columns) == 1 else None
+    else:
+        name = getattr(X, "name", None)
     return None if name is None else str(name)
 
 

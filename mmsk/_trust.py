@@ -34,6 +34,7 @@ MMSK_TYPES = (
     "mmsk.audio.AudioFeatures",
     "mmsk.audio.LogMelSpectrogram",
     "mmsk.audio_embed.AudioEmbedder",
+    "mmsk.compose.MultimodalColumnTransformer",
     "mmsk.compose.TfidfSVD",
     "mmsk.fusion.blocks.BlockLayout",
     "mmsk.fusion.estimators.FusionClassifier",

@@ -1,14 +1,23 @@
-"""The content-addressed feature cache and the base class's use of it."""
+"""The feature cache: path keys, the memory layer, the disk store, faults, concurrency."""
 
+import errno
+import os
+import shutil
 import warnings
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.base import clone
 
-from mmsk import ItemError, ItemWarning
+import mmsk._base
+import mmsk._cache
+import mmsk._files
+import mmsk._items
+from mmsk import ImagePixels, ItemError, ItemWarning
 from mmsk._base import BadItem, ItemTransformer
-from mmsk._cache import FeatureCache, cache_location
+from mmsk._cache import CacheWarning, FeatureCache, cache_location, forget
 
 
 class Summer(ItemTransformer):
@@ -101,3 +110,266 @@ def test_parallel_and_progress_bar_do_not_change_output(capsys):
     parallel = Summer(n_jobs=2, verbose=1).fit_transform(items)
     np.testing.assert_array_equal(serial, parallel)
     assert "Summer" in capsys.readouterr().err
+
+
+# -- the layers: path keys, memory, disk --------------------------------------------------
+OLD = 10**9  # 1970-01-01T00:00:01: a file last changed long ago, as data files are
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Count the files opened (every path item is opened through mmsk._files' file policy)."""
+    opened = []
+    real = mmsk._files.open_regular
+
+    def counting(path, *args, **kwargs):
+        opened.append(os.path.basename(os.fspath(path)))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(mmsk._files, "open_regular", counting)
+    return opened
+
+
+@pytest.fixture
+def extracted(monkeypatch):
+    calls = []
+    real = ImagePixels._extract
+    monkeypatch.setattr(ImagePixels, "_extract", lambda self, s: calls.append(1) or real(self, s))
+    return calls
+
+
+@pytest.fixture
+def pngs(png_paths, tmp_path):
+    """Copies of the test images, last changed long ago."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths = []
+    for path in png_paths:
+        copy = folder / os.path.basename(path)
+        shutil.copy(path, copy)
+        os.utime(copy, ns=(OLD, OLD))
+        paths.append(str(copy))
+    return paths
+
+
+def test_no_cache_work_without_memory(monkeypatch, pngs):
+    def refuse(*args, **kwargs):
+        raise AssertionError("cache work with memory=None")
+
+    monkeypatch.setattr(ItemTransformer, "_cache_token", refuse)
+    monkeypatch.setattr(mmsk._base, "cache_token", refuse)
+    monkeypatch.setattr(mmsk._cache, "library_versions", refuse)
+    monkeypatch.setattr(mmsk._base, "known_key", refuse)
+    monkeypatch.setattr(mmsk._base, "keyed_path", refuse)
+    monkeypatch.setattr(mmsk._cache.FeatureCache, "__init__", refuse)
+    out = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs + [None])
+    assert out.shape == (7, 16) and np.isnan(out[-1]).all() and not np.isnan(out[:-1]).any()
+    with pytest.raises(AssertionError, match="cache work"):
+        ImagePixels(size=(4, 4), mode="L", memory=pngs[0] + ".cache").fit_transform(pngs)
+
+
+def test_a_remembered_path_is_served_only_under_the_file_policy(pngs, tmp_path, reads):
+    """The path memo of one extractor never lets another one's policy be skipped."""
+    cache = tmp_path / "cache"
+    loose = ImagePixels(size=(4, 4), mode="L", memory=cache)
+    loose.fit_transform(pngs)  # every path remembered, every row stored
+    reads.clear()
+    other = tmp_path / "other"
+    other.mkdir()
+    items = pd.Series(pngs[:2], index=["a", "b"], name="img")
+    confined = ImagePixels(size=(4, 4), mode="L", memory=cache, allowed_dirs=[other])
+    with pytest.raises(ItemError, match=r"row 'a'.*outside the allowed directories"):
+        confined.fit_transform(items)
+    assert reads == []  # refused from its resolved path, not opened
+    small = os.path.getsize(pngs[0]) - 1
+    tight = ImagePixels(size=(4, 4), mode="L", memory=cache, max_file_bytes=small)
+    with pytest.raises(ItemError, match=r"row 'a'.*more than the limit .*max_file_bytes"):
+        tight.fit_transform(items)
+    assert reads == [os.path.basename(pngs[0])]  # opened under the policy, refused from its size
+    reads.clear()
+    # a policy the files pass is served from the memo and the store
+    allowed = ImagePixels(size=(4, 4), mode="L", memory=cache, allowed_dirs=[tmp_path])
+    np.testing.assert_array_equal(allowed.fit_transform(pngs), loose.transform(pngs))
+    assert reads == []
+
+
+def test_an_unchanged_file_is_read_once_per_process(pngs, tmp_path, reads, extracted):
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache")
+    first = est.fit_transform(pngs)
+    assert len(reads) == len(pngs) and len(extracted) == len(pngs)
+    for _ in range(3):
+        np.testing.assert_array_equal(clone(est).fit_transform(pngs[::-1]), first[::-1])
+    assert len(reads) == len(pngs) and len(extracted) == len(pngs)  # stat, memory: no read
+
+
+def test_the_path_key_follows_size_and_mtime(pngs, tmp_path, reads, extracted):
+    from PIL import Image
+
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache").fit(pngs)
+    before = est.transform(pngs[:1])
+    # the same size, another content, another (old) time stamp
+    pixels = np.asarray(Image.open(pngs[0]))
+    Image.fromarray(255 - pixels).save(pngs[0])
+    os.utime(pngs[0], ns=(OLD + 5, OLD + 5))
+    reads.clear()
+    after = est.transform(pngs[:1])
+    assert reads == [os.path.basename(pngs[0])]  # read and hashed again
+    np.testing.assert_array_equal(after, ImagePixels(size=(4, 4), mode="L").fit_transform(pngs[:1]))
+    assert not np.array_equal(after, before)
+    # a file just written is not trusted by its stat: read every time until it is old
+    shutil.copy(pngs[1], pngs[0])
+    reads.clear()
+    est.transform(pngs[:1])
+    est.transform(pngs[:1])
+    assert reads == [os.path.basename(pngs[0])] * 2
+    # a renamed copy hits by content: read once to hash it, never decoded
+    renamed = tmp_path / "renamed.png"
+    shutil.copy(pngs[2], renamed)
+    original = est.transform(pngs[2:3])
+    n = len(extracted)
+    np.testing.assert_array_equal(est.transform([renamed]), original)
+    assert len(extracted) == n
+
+
+def test_the_memory_layer_serves_repeat_transforms_without_disk(pngs, tmp_path, monkeypatch):
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache")
+    first = est.fit_transform(pngs)
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("the disk store was touched")
+
+    monkeypatch.setattr(mmsk._cache._Store, "refresh", no_disk)
+    monkeypatch.setattr(mmsk._cache._Store, "read_rows", no_disk)
+    monkeypatch.setattr(mmsk._cache._Store, "write", no_disk)
+    np.testing.assert_array_equal(clone(est).fit_transform(pngs), first)
+    first[:] = -1  # the caller owns its array: the cache holds copies
+    assert (clone(est).fit_transform(pngs) >= 0).all()
+
+
+def test_a_new_process_reads_the_disk_store(pngs, tmp_path, extracted):
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache")
+    first = est.fit_transform(pngs)
+    segments = list((tmp_path / "cache").rglob("*.seg"))
+    assert len(segments) == 1  # one segment per batch, not one file per item
+    forget()  # as a new process: no path keys, no memory layer
+    np.testing.assert_array_equal(clone(est).fit_transform(pngs), first)
+    assert len(extracted) == len(pngs)
+
+
+def test_lookups_do_no_joblib_hash(pngs, tmp_path, monkeypatch):
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache").fit(pngs)
+    est.transform(pngs)
+    calls = []
+    real = mmsk._cache.joblib.hash
+    monkeypatch.setattr(mmsk._cache.joblib, "hash", lambda *a, **k: calls.append(1) or real(*a))
+    est.transform(pngs * 20)
+    forget()
+    est.transform(pngs * 20)
+    assert len(calls) == 2  # the parameter token, once per transform
+
+
+@pytest.mark.parametrize("fault", ["read-only", "not a directory", "disk full"])
+def test_an_unusable_cache_warns_once_and_changes_nothing(pngs, tmp_path, monkeypatch, fault):
+    plain = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs)
+    location = tmp_path / "cache"
+    if fault == "not a directory":
+        location.write_text("a file")
+    else:
+        error = OSError(errno.ENOSPC, "No space left on device")
+        if fault == "read-only":
+            error = PermissionError(errno.EROFS, "Read-only file system")
+
+        def fail(*args, **kwargs):
+            raise error
+
+        if fault == "read-only":
+            monkeypatch.setattr(mmsk._cache.tempfile, "mkstemp", fail)
+        else:  # the disk fills up while writing a segment
+            real_fdopen = os.fdopen
+
+            def full(fd, mode="r", *args, **kwargs):  # (the file policy reads with "rb")
+                return Full(fd, mode) if "w" in mode else real_fdopen(fd, mode, *args, **kwargs)
+
+            class Full:
+                def __init__(self, fd, mode):
+                    self.fh = real_fdopen(fd, mode)
+
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *exc):
+                    self.fh.close()
+
+                def write(self, data):
+                    self.fh.write(data[:10])
+                    fail()
+
+            monkeypatch.setattr(mmsk._cache.os, "fdopen", full)
+    est = ImagePixels(size=(4, 4), mode="L", memory=location, on_error="raise")
+    with pytest.warns(CacheWarning) as caught:
+        out = [est.fit_transform(pngs), clone(est).fit_transform(pngs[::-1])[::-1]]
+        out.append(clone(est).set_params(size=(2, 2)).fit_transform(pngs))  # another store
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert str(location) in message and ("cannot be written" in message or "read" in message)
+    np.testing.assert_array_equal(out[0], plain)
+    np.testing.assert_array_equal(out[1], plain)
+    assert out[2].shape == (len(pngs), 4) and not np.isnan(out[2]).any()
+    if location.is_dir():
+        assert not list(location.rglob("*.tmp")) and not list(location.rglob("*.seg"))
+
+
+def test_a_changed_entry_is_recomputed_with_a_warning(pngs, tmp_path, extracted):
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache")
+    first = est.fit_transform(pngs)
+    (segment,) = (tmp_path / "cache").rglob("*.seg")
+    data = bytearray(segment.read_bytes())
+    row = first[2].tobytes()
+    at = bytes(data).index(row)  # the third entry's values, under a valid header
+    data[at + 5] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    forget()
+    with pytest.warns(CacheWarning, match="does not match its checksum"):
+        again = clone(est).fit_transform(pngs)
+    np.testing.assert_array_equal(again, first)
+    assert len(extracted) == len(pngs) + 1  # the changed entry only
+    forget()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the recomputed entry now wins: no warning
+        np.testing.assert_array_equal(clone(est).fit_transform(pngs), first)
+
+
+def test_a_damaged_segment_is_skipped(pngs, tmp_path):
+    est = ImagePixels(size=(4, 4), mode="L", memory=tmp_path / "cache")
+    first = est.fit_transform(pngs)
+    (segment,) = (tmp_path / "cache").rglob("*.seg")
+    segment.write_bytes(segment.read_bytes()[:30])  # a torn write of another tool
+    forget()
+    with pytest.warns(CacheWarning, match="damaged segment"):
+        np.testing.assert_array_equal(clone(est).fit_transform(pngs), first)
+
+
+def _transform_in_worker(location, paths):
+    return ImagePixels(size=(4, 4), mode="L", memory=location).fit_transform(paths)
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_two_workers_writing_one_store(pngs, tmp_path, extracted, backend):
+    location = str(tmp_path / "cache")
+    items = pngs * 30  # 180 rows, 6 contents
+    with joblib.parallel_backend(backend, n_jobs=2):
+        outs = joblib.Parallel()(
+            joblib.delayed(_transform_in_worker)(location, part)
+            for part in (items, items[::-1], items[60:], items[:90])
+        )
+    expected = ImagePixels(size=(4, 4), mode="L").fit_transform(items)
+    wanted = (expected, expected[::-1], expected[60:], expected[:90])
+    for out, part in zip(outs, wanted, strict=True):
+        np.testing.assert_array_equal(out, part)
+    forget()
+    extracted.clear()
+    np.testing.assert_array_equal(_transform_in_worker(location, items), expected)
+    assert extracted == []  # every entry came from the store the workers wrote
+    # and extraction in parallel batches with the cache gives the same
+    parallel = ImagePixels(size=(4, 4), mode="L", memory=location, n_jobs=2)
+    np.testing.assert_array_equal(parallel.fit_transform(items), expected)

@@ -202,3 +202,44 @@ def test_tfidf_svd_follows_the_sklearn_contract():
 def test_tfidf_svd_errors(texts, params, match):
     with pytest.raises(ValueError, match=match):
         TfidfSVD(**params).fit(texts)
+
+
+# -- MultimodalColumnTransformer -----------------------------------------------------
+def test_multimodal_column_transformer_gives_what_column_transformer_gives(tabular, png_paths):
+    from sklearn.compose import ColumnTransformer
+
+    from mmsk.compose import MultimodalColumnTransformer
+
+    df, _ = tabular
+    df = df.iloc[:6].assign(photo=png_paths).set_index(np.arange(6) * 10 + 5)  # not 0..n-1
+    steps = [
+        ("photo", ImagePixels(size=(4, 3), mode="L"), "photo"),
+        ("numeric", StandardScaler(), ["price", "weight"]),
+        ("shop", OneHotEncoder(sparse_output=False), ["shop"]),
+    ]
+    for kwargs in ({}, {"remainder": "passthrough"}, {"verbose_feature_names_out": False}):
+        ours = MultimodalColumnTransformer(steps, **kwargs).set_output(transform="pandas")
+        theirs = ColumnTransformer(steps, **kwargs).set_output(transform="pandas")
+        expected = theirs.fit_transform(df)
+        for got in (ours.fit_transform(df), ours.transform(df), ours.transform(df.iloc[2:4])):
+            pd.testing.assert_frame_equal(got, expected.loc[got.index])
+        np.testing.assert_array_equal(ours.get_feature_names_out(), theirs.get_feature_names_out())
+    ours = MultimodalColumnTransformer(steps).fit(df)  # default output: arrays, as the parent
+    np.testing.assert_array_equal(ours.transform(df), ColumnTransformer(steps).fit_transform(df))
+
+
+def test_multimodal_column_transformer_names_follow_changes(tabular, png_paths):
+    from mmsk.compose import MultimodalColumnTransformer
+
+    df, _ = tabular
+    df = df.iloc[:6].assign(photo=png_paths)
+    ct = MultimodalColumnTransformer(
+        [("photo", ImagePixels(size=(2, 2), mode="L"), "photo"), ("n", StandardScaler(), ["price"])]
+    ).set_output(transform="pandas")
+    assert list(ct.fit_transform(df).columns)[-2:] == ["photo__px_1_1_L", "n__price"]
+    ct.set_params(verbose_feature_names_out=False)
+    assert list(ct.transform(df).columns)[-2:] == ["px_1_1_L", "price"]
+    ct.named_transformers_["photo"].set_params(size=(3, 1)).fit(df["photo"])  # refitted in place
+    out = ct.transform(df)
+    assert out.shape == (6, 4) and list(out.columns)[:3] == ["px_0_0_L", "px_0_1_L", "px_0_2_L"]
+    assert "_names_out_memo" not in pickle.loads(pickle.dumps(ct)).__dict__

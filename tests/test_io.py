@@ -40,7 +40,7 @@ from mmsk import (
     TokenSequences,
 )
 from mmsk.cli import main
-from mmsk.compose import make_multimodal_pipeline
+from mmsk.compose import MultimodalColumnTransformer, make_multimodal_pipeline
 from mmsk.datasets import load_sample
 from mmsk.io import ModelFileError, ModelVersionWarning, UntrustedModelError
 
@@ -164,6 +164,12 @@ def test_pipeline_on_the_shipped_sample_round_trip(pipeline, pipeline_file, samp
     loaded = mmsk.load(pipeline_file)
     assert np.array_equal(loaded.predict_proba(sample), pipeline.predict_proba(sample))
     assert [name for name, _ in loaded.steps] == ["features", "fusion"]
+    assert type(loaded.named_steps["features"]) is MultimodalColumnTransformer
+    features = sample.drop(columns="label")
+    assert np.array_equal(
+        loaded.named_steps["features"].transform(features),
+        pipeline.named_steps["features"].transform(features),
+    )
 
 
 def test_grid_search_and_stacking_round_trips(blocks, tmp_path):

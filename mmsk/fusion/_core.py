@@ -45,6 +45,7 @@ from mmsk.fusion._data import (
     mask_blocks,
     scaling_rule,
 )
+from mmsk.fusion._predict import frame_values, net_output
 from mmsk.fusion._training import LR_SCHEDULES, training_callbacks
 from mmsk.fusion._weights import (
     SAMPLE_WEIGHT,
@@ -115,6 +116,16 @@ class RefreshBatchNorm(Callback):
         dataset, _ = net.get_split_datasets(X, y)
         batches = (to_tensor(xb, net.device) for xb, _ in net.get_iterator(dataset, training=True))
         net.module_.refresh_batch_norm(batches)
+
+
+class _Names:
+    """The names of a block's columns, looked up one by one (for error messages)."""
+
+    def __init__(self, names: np.ndarray, columns: np.ndarray) -> None:
+        self.names, self.columns = names, columns
+
+    def __getitem__(self, j: int) -> Any:
+        return self.names[self.columns[j]]
 
 
 class FusionBase(BaseEstimator):
@@ -297,12 +308,18 @@ class FusionBase(BaseEstimator):
                 names = getattr(self, "feature_names_in_", None)
                 self._layout = find_layout(X, names, self.modalities)
             else:
-                X = validate_data(self, X, reset=False, **params)
+                values = frame_values(self, X)
+                X = validate_data(self, X, reset=False, **params) if values is None else values
             layout = self._layout
             parts = layout.split(X)
             feature_names = getattr(self, "feature_names_in_", None)
-            labels = [feature_names[c] if feature_names is not None else c for c in layout.columns]
-            names = [None if feature_names is None else label for label in labels]
+            if fit:
+                labels = [c if feature_names is None else feature_names[c] for c in layout.columns]
+                names = [None if feature_names is None else label for label in labels]
+            else:  # column names only for error messages: looked up when one is raised
+                labels = [
+                    c if feature_names is None else _Names(feature_names, c) for c in layout.columns
+                ]
         if fit:
             self._towers = resolve_towers(
                 self.towers,
@@ -618,7 +635,7 @@ class FusionBase(BaseEstimator):
         prepared, _ = self._prepare(X, fit=False)
         nets = self.__dict__.get("nets_") or [self.net_]  # (pickled before ensembles existed)
         with torch_threads(self.n_jobs):
-            outputs = [np.asarray(net.predict_proba(prepared), dtype=np.float64) for net in nets]
+            outputs = [np.asarray(net_output(net, prepared), dtype=np.float64) for net in nets]
         return outputs[0] if len(outputs) == 1 else np.mean(outputs, axis=0)
 
     def transform(self, X: Any) -> np.ndarray:
