@@ -1,0 +1,118 @@
+"""Shared timing helpers for the scripts in ``benchmarks/``.
+
+Every benchmark follows one protocol, so that its figures can be compared and
+trusted on a shared machine:
+
+- variants are **interleaved**: repetition ``r`` runs every variant once
+  (A B C, A B C, ...), so a burst of load from another process hits all of
+  them alike;
+- the report gives the **median** of the repetitions and their spread
+  (minimum and maximum), and the ratio of medians to the named baseline;
+- a line is printed after each timed call (``flush=True``), so a long run is
+  never silent;
+- ``add_common_arguments`` gives each script the same ``--repeats``,
+  ``--warmup`` and ``--quick`` options.
+
+Run a script with ``--quick`` for a smoke run (seconds), without it for the
+figures quoted in the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Timing:
+    """Wall times (seconds) of one variant over the repetitions."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    last_result: Any = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.seconds), max(self.seconds)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, repeats: int = 5) -> None:
+    """Add ``--repeats``, ``--warmup`` and ``--quick`` to a benchmark's parser."""
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        help=f"timed repetitions per variant (default {repeats})",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed calls per variant before timing (default 1)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: small data, 3 repetitions, no warm-up"
+    )
+
+
+def interleaved(
+    variants: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    verbose: bool = True,
+    label: str = "",
+) -> dict[str, Timing]:
+    """Time ``variants`` interleaved: A B C, A B C, ... ``repeats`` times.
+
+    Each callable is called with no argument; its return value is kept in
+    ``Timing.last_result``. Warm-up calls (also interleaved) are not timed.
+    """
+    out = {name: Timing(name) for name in variants}
+    for _ in range(max(0, warmup)):
+        for fn in variants.values():
+            fn()
+    for r in range(repeats):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            result = fn()
+            dt = time.perf_counter() - t0
+            out[name].seconds.append(dt)
+            out[name].last_result = result
+            if verbose:
+                prefix = f"{label} " if label else ""
+                print(f"  {prefix}rep {r + 1}/{repeats} {name}: {dt:.4f} s", flush=True)
+    return out
+
+
+def report(timings: Mapping[str, Timing], *, baseline: str, unit: str = "s") -> str:
+    """A table of medians, spread and the ratio of medians to ``baseline``.
+
+    A ratio above 1 means the variant is slower than the baseline.
+    """
+    scale = {"s": 1.0, "ms": 1e3}[unit]
+    base = timings[baseline].median
+    width = max(len(name) for name in timings)
+    lines = [f"{'variant':<{width}}  median ({unit})  [min, max]          ratio to {baseline}"]
+    for name, t in timings.items():
+        lo, hi = t.spread
+        lines.append(
+            f"{name:<{width}}  {t.median * scale:11.4f}  [{lo * scale:.4f}, {hi * scale:.4f}]"
+            f"  {t.median / base:6.3f}x"
+        )
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    """One line describing the machine's load, for the top of every report."""
+    try:
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover - not on every platform
+        load = "n/a"
+    return f"cpus={os.cpu_count()} loadavg={load}"
