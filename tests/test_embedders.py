@@ -26,7 +26,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import mmsk.image
+import mmsk._image_encoder
 import mmsk.text
 from mmsk import ImageEncoder, ItemError, ItemWarning, SentenceEmbedder
 
@@ -127,7 +127,7 @@ def manual_features(net, arrays, size=SIZE, mean=(0.485, 0.456, 0.406), std=(0.2
 def load_counter(monkeypatch):
     """Count model loads of both embedders."""
     counts = {"image": 0, "text": 0}
-    image_loader = mmsk.image._load_image_model
+    image_loader = mmsk._image_encoder._load_image_model
     text_loader = mmsk.text._load_sentence_model
 
     def count_image(*args, **kwargs):
@@ -138,7 +138,7 @@ def load_counter(monkeypatch):
         counts["text"] += 1
         return text_loader(*args, **kwargs)
 
-    monkeypatch.setattr(mmsk.image, "_load_image_model", count_image)
+    monkeypatch.setattr(mmsk._image_encoder, "_load_image_model", count_image)
     monkeypatch.setattr(mmsk.text, "_load_sentence_model", count_text)
     return counts
 
