@@ -5,7 +5,10 @@ trusted on a shared machine:
 
 - variants are **interleaved**: repetition ``r`` runs every variant once
   (A B C, A B C, ...), so a burst of load from another process hits all of
-  them alike;
+  them alike; with ``rotate=True`` the order also shifts by one each
+  repetition (A B C, B C A, C A B, ...), so that no variant always follows
+  the same one (a variant that leaves the allocator or the caches in a bad
+  state would otherwise slow its successor every time);
 - the report gives the **median** of the repetitions and their spread
   (minimum and maximum), and the ratio of medians to the named baseline;
 - a line is printed after each timed call (``flush=True``), so a long run is
@@ -77,11 +80,13 @@ def interleaved(
     warmup: int = 1,
     verbose: bool = True,
     label: str = "",
+    rotate: bool = False,
 ) -> dict[str, Timing]:
     """Time ``variants`` interleaved: A B C, A B C, ... ``repeats`` times.
 
-    Each callable is called with no argument; its return value is kept in
-    ``Timing.last_result``. Warm-up calls (also interleaved) are not timed;
+    With ``rotate``, repetition ``r`` starts at the ``r``-th variant (A B C,
+    B C A, C A B, ...). Each callable is called with no argument; its return
+    value is kept in ``Timing.last_result``. Warm-up calls (also interleaved) are not timed;
     with ``verbose`` each call, warm-up included, prints a line as it ends.
     """
     out = {name: Timing(name) for name in variants}
@@ -93,8 +98,10 @@ def interleaved(
             if verbose:
                 dt = time.perf_counter() - t0
                 print(f"  {prefix}warm-up {w + 1}/{warmup} {name}: {dt:.4f} s", flush=True)
+    items = list(variants.items())
     for r in range(repeats):
-        for name, fn in variants.items():
+        shift = r % len(items) if rotate and items else 0
+        for name, fn in items[shift:] + items[:shift]:
             t0, c0 = time.perf_counter(), time.process_time()
             result = fn()
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
