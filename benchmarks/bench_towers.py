@@ -26,7 +26,9 @@ all alike), and prints a line as each ends; torch and BLAS run the same
 median and [min, max] of the wall time of one whole ``cross_validate`` and
 the ratio of medians to ``mlp/features``. The accuracy table gives the mean
 over folds and seeds, ``sd seeds`` (the standard deviation of the per-seed
-means) and ``worst spk`` (the accuracy on the hardest held-out speaker).
+means), ``worst spk`` (the accuracy on the hardest held-out speaker) and
+``fit/fold`` (the median of ``cross_validate``'s ``fit_time`` over folds and
+seeds).
 
     python benchmarks/bench_towers.py                # 3 seeds, 30 epochs
     python benchmarks/bench_towers.py --quick        # seconds: 3 seeds, 2 epochs, 2 folds
@@ -69,6 +71,7 @@ class Run:
         self.data, self.y, self.groups, self.cv = data, y, groups, cv
         self.args, self.towers = args, towers
         self.scores: list[np.ndarray] = []
+        self.fit_times: list[np.ndarray] = []
 
     def __call__(self) -> np.ndarray:
         clf = FusionClassifier(
@@ -82,6 +85,7 @@ class Run:
         )
         result = cross_validate(clf, self.data, self.y, groups=self.groups, cv=self.cv)
         self.scores.append(result["test_score"])
+        self.fit_times.append(result["fit_time"])
         return result["test_score"]
 
 
@@ -145,12 +149,15 @@ def _run(args: argparse.Namespace) -> None:
     timed = interleaved(variants, repeats=args.repeats, warmup=args.warmup, label="cv")
     print(f"\n{machine_line()}\ncross_validate wall time ({n_folds} fits each)")
     print(report(timed, baseline="mlp/features"))
-    print(f"\n{'pipeline':20s} {'accuracy':>8s} {'sd seeds':>9s} {'worst spk':>10s}")
+    print(
+        f"\n{'pipeline':20s} {'accuracy':>8s} {'sd seeds':>9s} {'worst spk':>10s} {'fit/fold':>9s}"
+    )
     for name, run in variants.items():
         scores = np.array(run.scores[-args.repeats :])  # (seeds, folds), warm-up calls left out
+        fit = np.median(run.fit_times[-args.repeats :])
         print(
             f"{name:20s} {scores.mean():8.3f} {scores.mean(axis=1).std():9.3f} "
-            f"{scores.mean(axis=0).min():10.3f}"
+            f"{scores.mean(axis=0).min():10.3f} {fit:7.2f} s"
         )
 
 
