@@ -9,19 +9,23 @@ against a bare batched torch loop (Pillow decode and resize, stack,
 normalise, forward) over the same MNIST test images written as PNG files,
 with a small ResNet-style CNN built here (the model's time dominates), and
 again with a pooling-only model (decoding dominates: the worst case for
-mmsk's own overhead). Both sides run in the same process, taking turns,
-and must give the same numbers.
+mmsk's own overhead). Both sides run in the same process, interleaved
+(direct, mmsk, direct, mmsk, ...), with the same torch threads, BLAS
+threads, batch size and device, and must give the same numbers.
 
 Run from the repository root::
 
     python benchmarks/bench_embedders.py --data-home ../shared/data
+    python benchmarks/bench_embedders.py --data-home ../shared/data --quick   # seconds
 
-Prints items/s and the ratio mmsk / direct (>= 0.95 is the target), by wall
-time and by CPU time of the process (steadier on a shared machine). Each
-timing is the best of ``--repeat`` runs, the two sides taking turns; the models are loaded before
-timing (``fit``), so only the embedding is timed. ``--n-texts 0`` or
-``--n-images 0`` skips a part; ``--threads 1`` gives steadier figures on
-shared machines, where more torch threads spin against other jobs.
+Prints, per embedder, the median wall time and [min, max] of the
+``--repeats`` runs, the ratio of medians mmsk / direct (<= 1.05 is the
+target, i.e. mmsk at >= 0.95x of the direct throughput), the same for the
+CPU time of the process (steadier on a shared machine), and the median
+items/s. The models are loaded before timing (``fit``), so only the
+embedding is timed. ``--n-texts 0`` or ``--n-images 0`` skips a part;
+``--threads 1`` gives steadier figures on shared machines, where more torch
+threads spin against other jobs.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from threadpoolctl import threadpool_limits
 from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # this checkout's mmsk, and _timing
+from _timing import Timing, add_common_arguments, interleaved, machine_line, report
 
 from mmsk import ImageEncoder, SentenceEmbedder
 from mmsk.datasets import get_data_home
@@ -157,30 +165,18 @@ def bare_image_loop(net: SmallResNet, paths: list[str], batch_size: int) -> np.n
     return np.concatenate(rows)
 
 
-def best_of_interleaved(repeat: int, direct, ours) -> dict:
-    """Time ``direct()`` and ``ours()`` in turns: best wall and CPU seconds, last results.
-
-    Taking turns keeps a slow spell of a shared machine from favouring one
-    side. CPU seconds (of this process, all threads) are steadier than wall
-    seconds where other jobs share the cores.
-    """
-    best: dict = {}
-    for _ in range(repeat):
-        for name, fn in (("direct", direct), ("ours", ours)):
-            wall, cpu = time.perf_counter(), time.process_time()
-            result = fn()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            old = best.get(name, (np.inf, np.inf, None))
-            best[name] = (min(old[0], wall), min(old[1], cpu), result)
-    return best
-
-
-def report(name: str, n: int, what: str, best: dict) -> None:
-    (d_wall, d_cpu, _), (o_wall, o_cpu, _) = best["direct"], best["ours"]
+def compare(
+    name: str, n: int, direct_name: str, timings: dict[str, Timing], *, atol: float = 1e-4
+) -> None:
+    """Check that both sides gave the same embeddings; print the wall and CPU tables."""
+    np.testing.assert_allclose(
+        timings["mmsk"].last_result, timings["direct"].last_result, atol=atol
+    )
+    rates = ", ".join(f"{k} {n / t.median:.1f} items/s" for k, t in timings.items())
     print(
-        f"{name:<26} {n:>5} items | {what:<26} {n / d_wall:7.1f} items/s | "
-        f"mmsk {n / o_wall:7.1f} items/s | ratio {d_wall / o_wall:.3f}x wall, "
-        f"{d_cpu / o_cpu:.3f}x CPU time"
+        f"{name}: {n} items, direct = {direct_name}; median {rates}\n"
+        f"{report(timings, baseline='direct')}\n{report(timings, baseline='direct', clock='cpu')}",
+        flush=True,
     )
 
 
@@ -202,12 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-model", default=None, help="a sentence-transformers folder or name")
     parser.add_argument("--text-batch-size", type=int, default=64)
     parser.add_argument("--image-batch-size", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's own)"
+        "--threads", type=int, default=None, help="torch and BLAS threads (default: torch's own)"
     )
     parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'auto'")
+    add_common_arguments(parser, repeats=5)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n_texts, args.n_images = min(args.n_texts, 256), min(args.n_images, 256)
+        args.repeats, args.warmup = 3, 0
 
     home = get_data_home(args.data_home)
     if not (home / "mnist").is_dir() or not (home / "imdb_genre").is_dir():
@@ -217,10 +216,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    with threadpool_limits(threads):  # BLAS as many threads as torch, on both sides
+        return _run(args, home, threads)
+
+
+def _run(args: argparse.Namespace, home: Path, threads: int) -> int:
     device = args.device
+    print(machine_line(), flush=True)
     print(
-        f"cores: {os.cpu_count()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"device {device}; best of {args.repeat} runs each"
+        f"cores: {os.cpu_count()}; torch {torch.__version__}, {threads} torch and BLAS "
+        f"threads; device {device}; {args.repeats} runs each, interleaved, "
+        f"{args.warmup} warm-up",
+        flush=True,
     )
 
     # -- text ------------------------------------------------------------------------
@@ -236,15 +244,18 @@ def main(argv: list[str] | None = None) -> int:
             model=text_model, batch_size=args.text_batch_size, device=device
         )
         embedder.fit(sentences)  # loads the model; not timed
-        bare_encode(direct, sentences[:64], args.text_batch_size)  # warm up both
+        bare_encode(direct, sentences[:64], args.text_batch_size)  # first calls: not timed
         embedder.transform(sentences[:64])
-        best = best_of_interleaved(
-            args.repeat,
-            lambda: bare_encode(direct, sentences, args.text_batch_size),
-            lambda: embedder.transform(sentences),
+        timings = interleaved(
+            {
+                "direct": lambda: bare_encode(direct, sentences, args.text_batch_size),
+                "mmsk": lambda: embedder.transform(sentences),
+            },
+            repeats=args.repeats,
+            warmup=args.warmup,
+            label="SentenceEmbedder",
         )
-        np.testing.assert_allclose(best["ours"][2], best["direct"][2], atol=1e-4)
-        report("SentenceEmbedder", len(sentences), "SentenceTransformer.encode", best)
+        compare("SentenceEmbedder", len(sentences), "SentenceTransformer.encode", timings)
 
     # -- images ----------------------------------------------------------------------
     if args.n_images <= 0:
@@ -268,15 +279,18 @@ def main(argv: list[str] | None = None) -> int:
                 device=device,
             )
             encoder.fit(paths)  # copies the model and finds the embedding size; not timed
-            bare_image_loop(net, paths[:64], args.image_batch_size)  # warm up both
+            bare_image_loop(net, paths[:64], args.image_batch_size)  # first calls: not timed
             encoder.transform(paths[:64])
-            best = best_of_interleaved(
-                args.repeat,
-                lambda net=net: bare_image_loop(net, paths, args.image_batch_size),
-                lambda encoder=encoder: encoder.transform(paths),
+            timings = interleaved(
+                {
+                    "direct": lambda net=net: bare_image_loop(net, paths, args.image_batch_size),
+                    "mmsk": lambda encoder=encoder: encoder.transform(paths),
+                },
+                repeats=args.repeats,
+                warmup=args.warmup,
+                label=label,
             )
-            np.testing.assert_allclose(best["ours"][2], best["direct"][2], atol=1e-4)
-            report(f"ImageEncoder ({label})", len(paths), "bare batched torch loop", best)
+            compare(f"ImageEncoder ({label})", len(paths), "bare batched torch loop", timings)
     return 0
 
 

@@ -11,15 +11,20 @@ own:
 - ``stream 1/4``: the same on the file's first quarter: the same peak memory
   shows it does not grow with the row count.
 
-Runs are interleaved (one-shot, stream, stream 1/4, one-shot, ...); the table
-gives medians and [min, max] of rows/s and of peak RSS above the RSS after
+Runs are interleaved (one-shot, stream, stream 1/4, one-shot, ...), after
+``--warmup`` untimed rounds, with a line printed as each ends; every child
+runs the same pipeline with the same torch and BLAS threads (``n_jobs=1``,
+one BLAS thread). The time of a run is measured inside its child, from
+reading the file to writing the predictions (process start and imports left
+out). The tables give medians and [min, max] of the wall time (and the ratio
+of medians to one-shot), of rows/s and of peak RSS above the RSS after
 loading the model, and the most rows the features step ever received at once.
 The outputs of one-shot and stream are compared byte for byte.
 
 Run from the repository root::
 
-    python benchmarks/bench_predict_stream.py            # 200,000 rows, 3 rounds
-    python benchmarks/bench_predict_stream.py --quick    # 20,000 rows, 1 round
+    python benchmarks/bench_predict_stream.py            # 200,000 rows, 5 rounds
+    python benchmarks/bench_predict_stream.py --quick    # 20,000 rows, 3 rounds, no warm-up
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout's mmsk, and _timing
+from _timing import Timing, add_common_arguments, machine_line, report
+
 FEATURES = ["x1", "x2", "x3", "x4", "shop", "colour"]
 VARIANTS = ("one-shot", "stream", "stream 1/4")
 
@@ -97,9 +105,11 @@ def current_rss_mib() -> float:
 def child(variant: str, data: str, model_path: str, out: str, chunk_size: int) -> None:
     """One run in this process; print a JSON line with its figures."""
     import joblib
+    from threadpoolctl import threadpool_limits
 
     from mmsk import predict_table
 
+    threadpool_limits(1)  # BLAS threads as the model's torch threads (n_jobs=1), every variant
     model = joblib.load(model_path)
     features = model.named_steps["features"]
     seen = []
@@ -128,11 +138,11 @@ def child(variant: str, data: str, model_path: str, out: str, chunk_size: int) -
             columns=FEATURES, decimals=6, progress=False,
         )  # fmt: skip
     seconds = time.perf_counter() - start
-    report = dict(
+    figures = dict(
         rows=n_rows, seconds=seconds, peak_over_base=peak_mib() - base, base=base,
         max_rows_per_call=max(seen), peak_reset=reset,
     )  # fmt: skip
-    print(json.dumps(report))
+    print(json.dumps(figures))
 
 
 def run_child(variant: str, data: Path, model: Path, out: Path, chunk_size: int) -> dict:
@@ -163,8 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--chunk-size", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="20,000 rows, one round")
+    add_common_arguments(parser, repeats=5)
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -174,7 +183,8 @@ def main() -> None:
         child(args.child, args.data, args.model, args.out, args.chunk_size)
         return
     if args.quick:
-        args.rows, args.rounds = 20_000, 1
+        args.rows, args.repeats, args.warmup = 20_000, 3, 0
+    print(machine_line(), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -184,22 +194,32 @@ def main() -> None:
         size = (folder / "data.csv").stat().st_size / 2**20
         print(f"data: {args.rows:,} rows, {len(frame.columns)} columns, {size:.1f} MiB of CSV")
         fit_model(frame, folder / "model.joblib")
-        print(f"model fitted on 2,000 rows; chunk size {args.chunk_size:,}; {args.rounds} round(s)")
+        print(
+            f"model fitted on 2,000 rows; chunk size {args.chunk_size:,}; {args.repeats} "
+            f"round(s) after {args.warmup} warm-up round(s)",
+            flush=True,
+        )
         results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-        for round_ in range(1, args.rounds + 1):
+        for round_ in range(1 - args.warmup, args.repeats + 1):
             for variant in VARIANTS:
                 data = folder / ("quarter.csv" if variant == "stream 1/4" else "data.csv")
                 out = folder / f"{variant.replace(' ', '_').replace('/', '-')}.csv"
-                report = run_child(variant, data, folder / "model.joblib", out, args.chunk_size)
-                results[variant].append(report)
+                figures = run_child(variant, data, folder / "model.joblib", out, args.chunk_size)
+                what = f"round {round_}" if round_ > 0 else f"warm-up {round_ + args.warmup}"
                 print(
-                    f"  round {round_} {variant:<11} {report['rows'] / report['seconds']:>9,.0f} "
-                    f"rows/s  peak +{report['peak_over_base']:.0f} MiB  "
-                    f"max rows/call {report['max_rows_per_call']:,}",
+                    f"  {what} {variant:<11} {figures['seconds']:.3f} s "
+                    f"{figures['rows'] / figures['seconds']:>9,.0f} rows/s  peak "
+                    f"+{figures['peak_over_base']:.0f} MiB  max rows/call "
+                    f"{figures['max_rows_per_call']:,}",
                     flush=True,
                 )
+                if round_ > 0:
+                    results[variant].append(figures)
         same = digest(folder / "one-shot.csv") == digest(folder / "stream.csv")
 
+    print(f"\n{machine_line()}\nwall time in the child (one-shot and stream: the whole file)")
+    timings = {v: Timing(v, seconds=[r["seconds"] for r in rs]) for v, rs in results.items()}
+    print(report(timings, baseline="one-shot"))
     print()
     print(f"{'variant':<11} {'rows':>8}  {'rows/s median [min, max]':<28} "
           f"{'peak RSS over base, MiB':<26} max rows/call")  # fmt: skip
