@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import PATH_KEYS, FeatureCache, cache_location, cache_token
+from ._cache_paths import signature_of
 from ._files import MAX_FILE_BYTES, FilePolicy, allowed_roots, check_max_bytes, confine
 from ._items import (
     ON_ERROR_CHOICES,
@@ -105,15 +106,15 @@ def keyed_path(item: Any, policy: FilePolicy | None = None) -> tuple[Any, Any, t
     byte is hashed: regular files only, the size limit, the allowed
     directories. The record ``(path, signature, key, started_ns)`` — the
     signature from the opened file itself — goes to
-    :meth:`mmsk._cache.PathKeys.remember` (here and in the calling process)
-    so that the file is not read again while it is unchanged.
+    :meth:`mmsk._cache_paths.PathKeys.remember` (here, and in the calling
+    process, which stores it at the cache's location) so that the file is
+    not read again while it is unchanged.
     """
     path = os.fspath(item)
     started = time.time_ns()
     with (FilePolicy() if policy is None else policy).open(path) as fh:
-        st = os.fstat(fh.fileno())
+        signature = signature_of(os.fstat(fh.fileno()))
         key, source = item_fingerprint(fh)
-    signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
     record = (path, signature, key, started)
     PATH_KEYS.remember(*record)
     return key, source, record
@@ -507,16 +508,17 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 for batch in batches
             ]
             results = self._run(_extract_keyed_batch, tasks) if tasks else ()
+            read: list[Any] = []  # path-key records of the files read
             for batch, (rows, failed, keys, records) in zip(batches, results, strict=True):
                 positions = [row for row, _, _ in batch]
                 out[positions] = rows
                 failures.extend(failed)
-                for record in records:
-                    PATH_KEYS.remember(*record)
+                read.extend(records)
                 kept = [j for j, key in enumerate(keys) if key is not None]
                 cache.remember([keys[j] for j in kept], rows[kept])
                 if bar is not None:
                     bar.update(len(batch))
+            cache.remember_paths(read)
         if bar is not None:
             bar.close()
         self._warn_failures(failures, n, column)
@@ -533,6 +535,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
 
         A remembered path is served only if it passes ``policy`` now
         (:func:`known_key`); else it is read (and refused) where it is extracted.
+        Paths this process does not know are looked up once in the path keys
+        stored at the cache's location (one ``stat`` each instead of a read).
         """
         text = self._text_items
         rows, keys, pending = [], [], []
@@ -545,6 +549,19 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             else:
                 rows.append(i)
                 keys.append(key)
+        if pending and not text:
+            unknown = {i for i, item, _ in pending if _is_path(item) and item not in PATH_KEYS}
+            if unknown:
+                cache.load_paths()
+                still = []
+                for entry in pending:
+                    key = known_key(entry[1], text, policy) if entry[0] in unknown else None
+                    if key is None:
+                        still.append(entry)
+                    else:
+                        rows.append(entry[0])
+                        keys.append(key)
+                pending = still
         if keys:
             hits = cache.get_many(keys, out.shape[1], out.dtype)
             for i, key, hit in zip(rows, keys, hits, strict=True):

@@ -24,7 +24,7 @@ import joblib
 import numpy as np
 
 from ._base import ItemTransformer, _is_path, _label, _reason, keyed_path, opened
-from ._cache import PATH_KEYS, FeatureCache
+from ._cache import FeatureCache
 from ._files import FilePolicy
 from ._items import ItemError, describe_item, is_missing, item_source, row_name
 
@@ -383,8 +383,8 @@ class Embedder(ItemTransformer):
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
         for chunk, (prepared, records) in zip(chunks, results, strict=True):
-            for record in records:
-                PATH_KEYS.remember(*record)
+            if cache is not None:
+                cache.remember_paths(records)  # here and at the cache's location
             for row, key, value, kind in prepared:
                 if kind == _INPUT:
                     same = dedupe_key(value) if key is None and dedupe_key else key
