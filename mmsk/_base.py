@@ -540,28 +540,20 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         """
         text = self._text_items
         rows, keys, pending = [], [], []
+        load = not text  # stored path keys: looked up at the first path this process does not know
         for i, item in enumerate(items):
             if is_missing(item, text=text):
                 continue
             key = known_key(item, text, policy)
+            if key is None and load and _is_path(item) and item not in PATH_KEYS:
+                cache.load_paths()
+                load = False
+                key = known_key(item, text, policy)
             if key is None:
                 pending.append((i, item, None))
             else:
                 rows.append(i)
                 keys.append(key)
-        if pending and not text:
-            unknown = {i for i, item, _ in pending if _is_path(item) and item not in PATH_KEYS}
-            if unknown:
-                cache.load_paths()
-                still = []
-                for entry in pending:
-                    key = known_key(entry[1], text, policy) if entry[0] in unknown else None
-                    if key is None:
-                        still.append(entry)
-                    else:
-                        rows.append(entry[0])
-                        keys.append(key)
-                pending = still
         if keys:
             hits = cache.get_many(keys, out.shape[1], out.dtype)
             for i, key, hit in zip(rows, keys, hits, strict=True):

@@ -384,8 +384,7 @@ class FeatureCache:
         try:
             with _LOCK:
                 new, damaged = store.refresh()
-                for path, (signature, key) in new.items():
-                    PATH_KEYS.adopt(path, signature, key, replace=False)
+                PATH_KEYS.adopt_many(new)
         except Exception as exc:  # noqa: BLE001 - a cache fault is a miss, never an error
             store.readable = False
             _warn_once(_FAULT, self.location, f"cannot be read; {_WITHOUT}", exc)

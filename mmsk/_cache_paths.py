@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import secrets
 import struct
+import sys
 import tempfile
 import time
 import zlib
@@ -131,13 +132,18 @@ class PathKeys:
         self.adopt(path, signature, key)
         return True
 
-    def adopt(self, path: str, signature: Signature, key: str, replace: bool = True) -> None:
-        """Record a key vouched for elsewhere (a key file); ``replace=False`` keeps ours."""
-        if not replace and path in self._keys:
-            return
+    def adopt(self, path: str, signature: Signature, key: str) -> None:
+        """Record a key vouched for elsewhere (by :meth:`remember` in another process)."""
         if len(self._keys) >= self.size:
             self._keys.clear()
         self._keys[path] = (signature, key)
+
+    def adopt_many(self, records: dict[str, tuple[Signature, str]]) -> None:
+        """Record keys read from a key file; a path this process remembers keeps its own."""
+        if len(self._keys) + len(records) > self.size:
+            self._keys.clear()
+        for path, entry in records.items():
+            self._keys.setdefault(path, entry)
 
     def clear(self) -> None:
         """Forget every path."""
@@ -163,13 +169,13 @@ def encode_records(records: Iterable[tuple[str, Signature, str]]) -> bytes:
             raw = bytes.fromhex(key)
         except (UnicodeError, ValueError):
             continue
-        if len(raw) != _KEY_BYTES:
+        if len(raw) != _KEY_BYTES or b"\0" in name:
             continue
         fixed.append((*sig, len(name)))
         keys.append(raw)
         names.append(name)
     table = np.array(fixed, dtype=_FIXED).tobytes()
-    blob = b"".join(names)
+    blob = b"\0".join(names)  # (no path holds a NUL)
     body = table + b"".join(keys) + blob
     return _HEAD.pack(_MAGIC, len(names), len(blob), zlib.crc32(body)) + body
 
@@ -186,14 +192,19 @@ def decode_records(data: bytes) -> list[tuple[str, Signature, str]]:
         raise ValueError("damaged path-key file")
     fixed = np.frombuffer(body, dtype=_FIXED, count=n).tolist()
     at = n * _FIXED.itemsize
-    keys = bytes(body[at : at + n * _KEY_BYTES])
-    at += n * _KEY_BYTES
-    out = []
-    for i, (size, mtime, ino, dev, ctime, plen) in enumerate(fixed):
-        path = os.fsdecode(bytes(body[at : at + plen]))
-        at += plen
-        out.append((path, (size, mtime, ino, dev, ctime), keys[i * 16 : i * 16 + 16].hex()))
-    return out
+    keys = bytes(body[at : at + n * _KEY_BYTES]).hex()
+    blob = bytes(body[at + n * _KEY_BYTES :])
+    # one decode for all the paths, as os.fsdecode does each (NUL is one byte in any encoding)
+    encoding = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    paths = blob.decode(*encoding).split("\0") if n else []
+    if len(paths) != n or sum(r[5] for r in fixed) + max(n - 1, 0) != blob_len:
+        raise ValueError("damaged path-key file")
+    return [
+        (path, (size, mtime, ino, dev, ctime), keys[32 * i : 32 * i + 32])
+        for i, (path, (size, mtime, ino, dev, ctime, _)) in enumerate(
+            zip(paths, fixed, strict=True)
+        )
+    ]
 
 
 class PathStore:
