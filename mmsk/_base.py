@@ -132,21 +132,25 @@ def known_key(item: Any, text: bool, policy: FilePolicy | None = None) -> str | 
     error policy where it is extracted.
     """
     if not text and _is_path(item):
-        path = os.fspath(item)
-        if policy is None:
-            return PATH_KEYS.lookup(path)
-        key = PATH_KEYS.lookup(path, max_bytes=policy.max_bytes)
-        if key is None or policy.roots is None:
-            return key
-        try:
-            confine(path, policy.roots)
-        except BadItem:
-            return None
-        return key
+        return path_key(os.fspath(item), policy)
     try:
         return item_fingerprint(item, text=text)[0]
     except Exception:  # noqa: BLE001 - reported with its row by the extraction
         return None
+
+
+def path_key(path: str, policy: FilePolicy | None = None) -> str | None:
+    """Return the remembered key of ``path`` if the file is unchanged and passes ``policy`` now."""
+    if policy is None:
+        return PATH_KEYS.lookup(path)
+    key = PATH_KEYS.lookup(path, max_bytes=policy.max_bytes)
+    if key is None or policy.roots is None:
+        return key
+    try:
+        confine(path, policy.roots)
+    except BadItem:
+        return None
+    return key
 
 
 def _check_vector(vector: Any, dtype: Any, n_out: int) -> np.ndarray:
@@ -542,9 +546,14 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         rows, keys, pending = [], [], []
         load = not text  # stored path keys: looked up at the first path this process does not know
         for i, item in enumerate(items):
-            if is_missing(item, text=text):
+            if type(item) is str and not text:  # a path, the common case: one stat
+                if not item:
+                    continue  # "" is missing
+                key = path_key(item, policy)
+            elif is_missing(item, text=text):
                 continue
-            key = known_key(item, text, policy)
+            else:
+                key = known_key(item, text, policy)
             if key is None and load and _is_path(item) and item not in PATH_KEYS:
                 cache.load_paths()
                 load = False

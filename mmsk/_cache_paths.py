@@ -142,6 +142,9 @@ class PathKeys:
         """Record keys read from a key file; a path this process remembers keeps its own."""
         if len(self._keys) + len(records) > self.size:
             self._keys.clear()
+        if not self._keys:
+            self._keys.update(records)
+            return
         for path, entry in records.items():
             self._keys.setdefault(path, entry)
 

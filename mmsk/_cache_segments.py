@@ -138,7 +138,7 @@ class _Store:
             entry = index.get(key)
             if entry is not None and entry[0].width == width and entry[0].dtype == dtype:
                 by_segment.setdefault(entry[0].path, []).append((entry[1], key, entry[0]))
-        size = width * dtype.itemsize
+        size, crc32 = width * dtype.itemsize, zlib.crc32
         for path, entries in by_segment.items():
             entries.sort(key=lambda entry: entry[0])
             try:
@@ -154,18 +154,16 @@ class _Store:
                 for lo, hi, group in spans:
                     offset = group[0][2].offset
                     data = os.pread(fd, (hi - lo + 1) * size, offset + lo * size)
-                    view, usable = memoryview(data), len(data) // size
+                    usable = len(data) // size  # (a truncated file: the rest are misses)
                     rows = np.frombuffer(data, dtype=dtype, count=usable * width)
-                    rows = rows.reshape(usable, width)
-                    for row, key, segment in group:
-                        at = (row - lo) * size
-                        if (
-                            at + size > len(data)
-                            or zlib.crc32(view[at : at + size]) != (segment.crcs[row])
-                        ):
+                    views = list(rows.reshape(usable, width))  # one read-only view per row
+                    crcs = group[0][2].crcs
+                    for row, key, _ in group:
+                        at = row - lo
+                        if at >= usable or crc32(views[at]) != crcs[row]:
                             self._changed(key, path)
                             continue
-                        found[key] = rows[row - lo]
+                        found[key] = views[at]
             except OSError:
                 pass
             finally:
