@@ -382,9 +382,9 @@ class Embedder(ItemTransformer):
         own_dedupe = type(self)._dedupe_key is not Embedder._dedupe_key
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
+        read: list[Any] = []  # path-key records of the files read
         for chunk, (prepared, records) in zip(chunks, results, strict=True):
-            if cache is not None:
-                cache.remember_paths(records)  # here and at the cache's location
+            read.extend(records)
             for row, key, value, kind in prepared:
                 if kind == _INPUT:
                     same = dedupe_key(value) if key is None and dedupe_key else key
@@ -402,6 +402,8 @@ class Embedder(ItemTransformer):
                 bar.update(len(chunk))
         if pending.rows:
             self._flush(model, pending, out, cache, report)
+        if cache is not None:
+            cache.remember_paths(read)  # here and at the cache's location: one key file
         failures.sort(key=lambda pair: pair[0])
         if bar is not None:
             bar.close()

@@ -162,6 +162,7 @@ def test_no_cache_work_without_memory(monkeypatch, pngs):
     monkeypatch.setattr(mmsk._base, "cache_token", refuse)
     monkeypatch.setattr(mmsk._cache, "library_versions", refuse)
     monkeypatch.setattr(mmsk._base, "known_key", refuse)
+    monkeypatch.setattr(mmsk._base, "path_key", refuse)
     monkeypatch.setattr(mmsk._base, "keyed_path", refuse)
     monkeypatch.setattr(mmsk._cache.FeatureCache, "__init__", refuse)
     out = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs + [None])
@@ -494,3 +495,20 @@ def test_library_versions_skip_the_metadata_scan_for_imported_modules(monkeypatc
     monkeypatch.setattr(mmsk._cache.importlib.metadata, "version", refuse)
     found = dict(mmsk._cache.library_versions.__wrapped__(("Pillow",)))
     assert found["Pillow"] == PIL.__version__ and found["numpy"] == np.__version__
+
+
+def test_an_embedder_stores_path_keys_too(pngs, tmp_path, reads):
+    torch = pytest.importorskip("torch")
+    from mmsk import ImageEncoder
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    enc = ImageEncoder(model=model, layer=None, size=(8, 8), memory=tmp_path / "cache")
+    first = enc.fit_transform(pngs)
+    assert len(_key_files(tmp_path / "cache")) == 1  # one key file for the transform
+    forget()
+    reads.clear()
+    np.testing.assert_allclose(clone(enc).fit_transform(pngs), first)
+    assert reads == []
