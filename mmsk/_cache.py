@@ -176,11 +176,14 @@ class MemoryLayer:
     --------
     >>> import numpy as np
     >>> from mmsk._cache import MemoryLayer
-    >>> layer = MemoryLayer(max_bytes=8)
+    >>> layer = MemoryLayer(max_bytes=16)
     >>> layer.put("s", b"a", np.zeros(2, dtype="float32"))
-    >>> layer.put("s", b"b", np.ones(2, dtype="float32"))  # evicts "a"
-    >>> layer.get("s", b"a") is None, layer.get("s", b"b").tolist()
-    (True, [1.0, 1.0])
+    >>> layer.put("s", b"b", np.ones(2, dtype="float32"))
+    >>> layer.get("s", b"a").tolist()  # "a" is now the most recently used
+    [0.0, 0.0]
+    >>> layer.put("s", b"c", np.ones(2, dtype="float32"))  # evicts "b"
+    >>> layer.get("s", b"b") is None, layer.get("s", b"a") is not None
+    (True, True)
     """
 
     def __init__(self, max_bytes: int = MEMORY_LAYER_BYTES) -> None:
@@ -189,8 +192,14 @@ class MemoryLayer:
         self._rows: OrderedDict[tuple[Any, bytes], np.ndarray] = OrderedDict()
 
     def get(self, scope: Any, key: bytes) -> np.ndarray | None:
-        """Return the vector (read-only) or None."""
-        return self._rows.get((scope, key))
+        """Return the vector (read-only) or None; a hit becomes the most recently used."""
+        row = self._rows.get((scope, key))
+        if row is not None:
+            try:
+                self._rows.move_to_end((scope, key))
+            except KeyError:  # evicted by another thread meanwhile: still a valid row
+                pass
+        return row
 
     def __contains__(self, scope_key: tuple[Any, bytes]) -> bool:
         """Whether ``(scope, key)`` is held."""
