@@ -565,8 +565,12 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 keys.append(key)
         if keys:
             hits = cache.get_many(keys, out.shape[1], out.dtype)
-            if len(rows) == len(out) and not any(hit is None for hit in hits):
-                np.stack(hits, out=out)  # every row held (rows are 0..n-1): one copy
+            if (
+                len(rows) == len(out)
+                and out.flags.c_contiguous
+                and all(h is not None for h in hits)
+            ):
+                np.concatenate(hits, out=out.reshape(-1))  # every row held (rows 0..n-1): one copy
                 return []
             for i, key, hit in zip(rows, keys, hits, strict=True):
                 if hit is None:

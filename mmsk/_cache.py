@@ -337,7 +337,7 @@ class FeatureCache:
         raw = _raw_keys(keys)
         held = MEMORY.get
         out: list[np.ndarray | None] = [held(scope, k) for k in raw]
-        wanted = [k for i, k in enumerate(raw) if out[i] is None]
+        wanted = [k for k, row in zip(raw, out, strict=True) if row is None]
         if not wanted:
             return out
         store = self._store()
@@ -349,12 +349,12 @@ class FeatureCache:
         except Exception as exc:  # noqa: BLE001 - a cache fault is a miss, never an error
             _warn_once(_FAULT, self.location, f"cannot be read; {_WITHOUT}", exc)
             return out
-        if found:
-            MEMORY.put_many(scope, list(found), list(found.values()), owned=True)
-            for i, k in enumerate(raw):
-                if out[i] is None:
-                    out[i] = found.get(k)
-        return out
+        if not found:
+            return out
+        MEMORY.put_many(scope, list(found), list(found.values()), owned=True)
+        if len(wanted) == len(raw):  # nothing was in memory
+            return [found.get(k) for k in raw]
+        return [found.get(k) if row is None else row for k, row in zip(raw, out, strict=True)]
 
     def put_many(self, keys: Sequence[str], rows: np.ndarray) -> None:
         """Store ``rows`` (one per key): in memory, and on disk as one segment."""

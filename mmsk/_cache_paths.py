@@ -56,7 +56,6 @@ _FIXED = np.dtype(
         ("ino", "<u8"),
         ("dev", "<u8"),
         ("ctime", "<i8"),
-        ("plen", "<u4"),
     ]
 )
 _KEY_BYTES = 16
@@ -174,7 +173,7 @@ def encode_records(records: Iterable[tuple[str, Signature, str]]) -> bytes:
             continue
         if len(raw) != _KEY_BYTES or b"\0" in name:
             continue
-        fixed.append((*sig, len(name)))
+        fixed.append(tuple(sig))
         keys.append(raw)
         names.append(name)
     table = np.array(fixed, dtype=_FIXED).tobytes()
@@ -185,6 +184,11 @@ def encode_records(records: Iterable[tuple[str, Signature, str]]) -> bytes:
 
 def decode_records(data: bytes) -> list[tuple[str, Signature, str]]:
     """Return the records of a key file's bytes (raises ValueError if damaged)."""
+    return list(zip(*_decode_columns(data), strict=True))
+
+
+def _decode_columns(data: bytes) -> tuple[list[str], list[Signature], list[str]]:
+    """Return the paths, signatures and keys of a key file's bytes (ValueError if damaged)."""
     if len(data) < _HEAD.size:
         raise ValueError("truncated header")
     magic, n, blob_len, crc = _HEAD.unpack_from(data)
@@ -193,21 +197,17 @@ def decode_records(data: bytes) -> list[tuple[str, Signature, str]]:
     body = memoryview(data)[_HEAD.size :]
     if len(body) != n * (_FIXED.itemsize + _KEY_BYTES) + blob_len or zlib.crc32(body) != crc:
         raise ValueError("damaged path-key file")
-    fixed = np.frombuffer(body, dtype=_FIXED, count=n).tolist()
+    signatures = np.frombuffer(body, dtype=_FIXED, count=n).tolist()  # tuples, as signature_of
     at = n * _FIXED.itemsize
-    keys = bytes(body[at : at + n * _KEY_BYTES]).hex()
+    hexed = bytes(body[at : at + n * _KEY_BYTES]).hex()
+    keys = [hexed[i : i + 2 * _KEY_BYTES] for i in range(0, len(hexed), 2 * _KEY_BYTES)]
     blob = bytes(body[at + n * _KEY_BYTES :])
     # one decode for all the paths, as os.fsdecode does each (NUL is one byte in any encoding)
     encoding = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     paths = blob.decode(*encoding).split("\0") if n else []
-    if len(paths) != n or sum(r[5] for r in fixed) + max(n - 1, 0) != blob_len:
+    if len(paths) != n:
         raise ValueError("damaged path-key file")
-    return [
-        (path, (size, mtime, ino, dev, ctime), keys[32 * i : 32 * i + 32])
-        for i, (path, (size, mtime, ino, dev, ctime, _)) in enumerate(
-            zip(paths, fixed, strict=True)
-        )
-    ]
+    return paths, signatures, keys
 
 
 class PathStore:
@@ -245,14 +245,13 @@ class PathStore:
             self.seen.add(name)
             try:
                 with open(os.path.join(self.folder, name), "rb") as fh:
-                    records = decode_records(fh.read())
+                    paths, signatures, keys = _decode_columns(fh.read())
             except FileNotFoundError:
                 continue  # merged away by another process
             except (OSError, ValueError) as exc:
                 damaged.append((name, exc))
                 continue
-            for path, sig, key in records:
-                new[path] = (sig, key)
+            new.update(zip(paths, zip(signatures, keys, strict=True), strict=True))
         self.records.update(new)
         return new, damaged
 

@@ -132,15 +132,18 @@ class _Store:
         as a read-only view of the bytes read.
         """
         found: dict[bytes, np.ndarray] = {}
-        by_segment: dict[str, list[tuple[int, bytes, _Segment]]] = {}
-        index = self.index
+        by_segment: dict[_Segment, list[tuple[int, bytes]]] = {}
+        get = self.index.get
         for key in wanted:
-            entry = index.get(key)
-            if entry is not None and entry[0].width == width and entry[0].dtype == dtype:
-                by_segment.setdefault(entry[0].path, []).append((entry[1], key, entry[0]))
+            entry = get(key)
+            if entry is not None:
+                by_segment.setdefault(entry[0], []).append((entry[1], key))
         size, crc32 = width * dtype.itemsize, zlib.crc32
-        for path, entries in by_segment.items():
-            entries.sort(key=lambda entry: entry[0])
+        for segment, entries in by_segment.items():
+            if segment.width != width or segment.dtype != dtype:
+                continue
+            path = segment.path
+            entries.sort()
             try:
                 fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             except OSError:
@@ -151,14 +154,13 @@ class _Store:
                     spans = [(first, last, entries)]
                 else:
                     spans = [(entry[0], entry[0], [entry]) for entry in entries]
+                crcs = segment.crcs
                 for lo, hi, group in spans:
-                    offset = group[0][2].offset
-                    data = os.pread(fd, (hi - lo + 1) * size, offset + lo * size)
+                    data = os.pread(fd, (hi - lo + 1) * size, segment.offset + lo * size)
                     usable = len(data) // size  # (a truncated file: the rest are misses)
                     rows = np.frombuffer(data, dtype=dtype, count=usable * width)
                     views = list(rows.reshape(usable, width))  # one read-only view per row
-                    crcs = group[0][2].crcs
-                    for row, key, _ in group:
+                    for row, key in group:
                         at = row - lo
                         if at >= usable or crc32(views[at]) != crcs[row]:
                             self._changed(key, path)
