@@ -7,32 +7,52 @@ on 600 AV-digits items: real FSDD recordings (the WAV files under
 ``<data_home>/fsdd``) paired with real MNIST test images (written as 28x28
 PNG files), the first 60 rows of each digit. Without the data home, the
 shipped 300-pair sample is used twice (each file copied under a second
-name: 600 paths, 300 contents).
+name: 600 paths, 300 contents). The files this script writes get a time
+stamp an hour old, as data files have (a file changed within 2 s of being
+hashed is not trusted by its stat, see docs/design.md).
 
-Each grid runs three ways, interleaved round by round:
+Each grid runs three ways, interleaved (no cache, fresh, warm; no cache,
+fresh, warm; ...; ``benchmarks/_timing.py``), after an untimed warm-up of
+each extractor on a few items (librosa's JIT, Pillow's plugins):
 
 - ``no cache``: ``memory=None``;
 - ``fresh cache``: an empty cache folder, and this process as new (no path
   keys, no memory layer: ``mmsk._cache.forget()``);
 - ``warm cache``: the folder the fresh run filled, the process as new.
 
-Printed: file reads per item (every ``open`` of an item's path, every
-opening through the file policy (``mmsk._files.open_regular``) and every
-``soundfile.SoundFile`` opened on it, counted by wrappers), extractions per
-item and extractor (calls of ``_extract``), the median time of each way, and
-the cost of one cache hit against extracting one 28x28 image. The network
-is small (16 hidden units, 5 epochs) and torch runs on one thread, so that,
-as for a user with costly extractors, extraction is most of the no-cache
-time. The targets: at most 2 reads per file over the whole grid, one
-extraction per item and extractor setting, warm >= 3x and fresh >= 2x
-faster than no cache, a hit <= 0.2x of an extraction.
+Printed: a line per grid as it ends; file reads per file (every ``open`` of
+an item's path, every opening through the file policy
+(``mmsk._files.open_regular``) and every ``soundfile.SoundFile`` opened on
+it, counted by wrappers), extractions per item and extractor (calls of
+``_extract``), the median and spread of each way's time and its speed-up.
+
+Then the cost of one cache hit against extracting one 28x28 PNG
+(``ImagePixels``), each way in **new processes** (a subprocess per
+measurement, interleaved extract / hit, ``--repeats`` times): ``extract``
+is the median of three ``transform`` calls after a first one, ``memory=None``
+(steady state: the cheaper baseline); the ``cold-process hit`` is the first
+``transform`` of a new process over a filled cache: the token, the stored
+path keys (one ``stat`` per file), the segments' key tables and the rows all
+come from disk, and its files read are counted (target: none). In that
+process, a second ``transform`` after ``MEMORY.clear()`` is the ``disk hit``
+and a third the ``memory hit``. Each worker's output is compared with the
+extraction's: a hit must give the same rows. Each is reported in wall-clock
+time and in CPU time (``time.process_time``), which on a loaded machine
+leaves out the waits for a core.
+
+The network is small (16 hidden units, 5 epochs) and torch runs on one
+thread, so that, as for a user with costly extractors, extraction is most
+of the no-cache time. The targets: at most 2 reads per file over the whole
+grid, one extraction per item and extractor setting, warm >= 3x and fresh
+>= 2x faster than no cache, a cold-process hit <= 0.2x of an extraction.
 
     python benchmarks/bench_gridsearch.py --data-home ../shared/data
     python benchmarks/bench_gridsearch.py --quick     # 200 items, 3 folds, 4 candidates
+    python benchmarks/bench_gridsearch.py --data-home ../shared/data --hits-only
 
 (from the repository root, with this checkout's mmsk importable, e.g.
-``PYTHONPATH=.``). The grid runs in this process (``n_jobs=None``), so that
-the wrappers see every read.
+``PYTHONPATH=.``; the hit workers get the same ``mmsk``). The grid runs in
+this process (``n_jobs=None``), so that the wrappers see every read.
 """
 
 from __future__ import annotations
@@ -40,9 +60,12 @@ from __future__ import annotations
 import argparse
 import builtins
 import collections
+import functools
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,11 +75,13 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+from _timing import Timing, add_common_arguments, interleaved, machine_line, report
 from PIL import Image
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
+import mmsk
 import mmsk._cache
 import mmsk._files
 from mmsk import AudioFeatures, FusionClassifier, ImagePixels
@@ -96,6 +121,9 @@ def make_items(folder: Path, data_home: str | None, per_digit: int) -> tuple[pd.
                 rows.append({"image": str(image), "audio": str(audio), "label": r.label})
         frame = pd.DataFrame(rows)
         what = "the shipped sample, each file copied under two names (2 paths per content)"
+    hour_ago = time.time_ns() - 3600 * 10**9  # as data files are: older than the racy window
+    for path in folder.iterdir():
+        os.utime(path, ns=(hour_ago, hour_ago))
     return frame[["image", "audio", "label"]], what
 
 
@@ -165,62 +193,139 @@ class Counters:
         self.extractions.clear()
 
 
-def run_grid(how: str, frame, cache_dir: Path, counters: Counters, args, grid) -> float:
+def run_grid(how: str, frame, cache_dir: Path, counters: Counters, args, grid) -> tuple:
+    """Fit the grid one way; return the reads per file and the extractions per extractor."""
     if how == "fresh cache" and cache_dir.exists():
         shutil.rmtree(cache_dir)
     memory = None if how == "no cache" else str(cache_dir)
     mmsk._cache.forget()  # every way starts as a new process would
     search = make_search(memory, grid, args.folds, args.epochs)
     counters.reset()
-    start = time.perf_counter()
     search.fit(frame[["image", "audio"]], frame["label"])
-    return time.perf_counter() - start
+    return dict(counters.reads), dict(counters.extractions)
 
 
-def hit_cost(frame, cache_dir: Path, repeat: int) -> None:
-    """Per-item cost of a cache hit against extracting a 28x28 image."""
+# -- one cache hit in a new process ------------------------------------------------------------
+def hit_worker(spec: dict) -> dict:
+    """In a new process: time ImagePixels' transforms of ``spec["paths"]`` one way."""
+    import hashlib
+
+    import mmsk._files
+    from mmsk import ImagePixels
+
+    opened = []
+    real = mmsk._files.open_regular
+
+    def counting(path, *a, **k):
+        opened.append(path)
+        return real(path, *a, **k)
+
+    mmsk._files.open_regular = counting
+    X = pd.DataFrame({"image": spec["paths"]})  # a column, as a ColumnTransformer passes it
+    est = ImagePixels(size=(28, 28), mode="L", memory=spec["memory"]).fit(X)
+
+    def timed() -> tuple[float, float, np.ndarray]:
+        start, cpu = time.perf_counter(), time.process_time()
+        out = est.transform(X)
+        return time.perf_counter() - start, time.process_time() - cpu, out
+
+    def median3() -> tuple[float, float]:
+        runs = [timed()[:2] for _ in range(3)]
+        return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+    result: dict = {"mmsk": mmsk.__file__}
+    *first, out = timed()
+    result["digest"] = hashlib.blake2b(np.ascontiguousarray(out).tobytes()).hexdigest()
+    if spec["memory"] is None:
+        result["extract, first in process"] = first
+        result["extract"] = median3()
+    else:
+        result["cold-process hit"], result["files read"] = first, len(opened)
+        mmsk._cache.MEMORY.clear()  # path keys and key tables kept: rows from disk
+        result["disk hit"] = timed()[:2]
+        result["memory hit"] = median3()
+    return result  # each way: (wall, CPU) seconds
+
+
+def run_worker(paths: list[str], memory: str | None) -> dict:
+    """Run :func:`hit_worker` in a new interpreter that imports this process's mmsk."""
+    root = str(Path(mmsk.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    spec = json.dumps({"paths": paths, "memory": memory})
+    done = subprocess.run(
+        [sys.executable, __file__, "--hit-worker"],
+        input=spec,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if Path(result["mmsk"]).resolve() != Path(mmsk.__file__).resolve():
+        raise RuntimeError(f"the worker imported another mmsk: {result['mmsk']}")
+    return result
+
+
+def hit_cost(frame, cache_dir: Path, repeats: int) -> tuple[dict, dict]:
+    """Time extraction and cache hits of the images, each in new processes, interleaved.
+
+    Returns the wall-clock and the CPU-time (``time.process_time``: what a
+    loaded machine's waits leave out) timings of each way.
+    """
     paths = frame["image"].tolist()
-    n = len(paths)
-    location = cache_dir / "hits"
-    plain = ImagePixels(size=(28, 28), mode="L").fit(paths)
-    cached = ImagePixels(size=(28, 28), mode="L", memory=str(location)).fit(paths)
-    cached.transform(paths)  # fill the store, the memory layer and the path keys
-    ways = {"extract": [], "memory hit": [], "disk hit": [], "disk hit, file hashed": []}
-    for _ in range(repeat):
-        for way in ways:
-            if way == "disk hit":
-                mmsk._cache.MEMORY.clear()  # path keys kept: a stat, then the store
-            elif way == "disk hit, file hashed":
-                mmsk._cache.forget()  # a new process: read and hash the file, then the store
-            est = plain if way == "extract" else cached
-            start = time.perf_counter()
-            est.transform(paths)
-            ways[way].append((time.perf_counter() - start) / n)
-            if way != "extract":
-                cached.transform(paths)  # back to a warm memory layer
-    base = statistics.median(ways["extract"])
-    for way, times in ways.items():
-        med = statistics.median(times)
-        print(
-            f"  {way:<22} {med * 1e6:8.1f} us per item  ({med / base:.3f}x of extracting)",
-            flush=True,
-        )
+    location = str(cache_dir / "hits")
+    run_worker(paths, location)  # fill the store and the stored path keys (untimed)
+    ways = ["extract, first in process", "extract", "cold-process hit", "disk hit", "memory hit"]
+    wall = {way: Timing(way) for way in ways}
+    cpu = {way: Timing(way) for way in ways}
+    reads, digests = [], set()
+    for r in range(repeats):
+        for memory in (None, location):
+            result = run_worker(paths, memory)
+            digests.add(result["digest"])
+            for way in ways:
+                if way in result:
+                    wall[way].seconds.append(result[way][0])
+                    cpu[way].seconds.append(result[way][1])
+            line = ", ".join(
+                f"{w} {result[w][0] * 1e3:.1f} ms (CPU {result[w][1] * 1e3:.1f})"
+                for w in ways
+                if w in result
+            )
+            if memory is not None:
+                reads.append(result["files read"])
+                line += f", files read {result['files read']}"
+            print(f"  rep {r + 1}/{repeats} ({len(paths)} images): {line}", flush=True)
+    if len(digests) != 1:
+        raise RuntimeError("a cache hit gave other rows than the extraction")
+    print(f"  files read by the cold-process hit: max {max(reads)} of {len(paths)}")
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and sys.argv[1:] == ["--hit-worker"]:
+        print(json.dumps(hit_worker(json.loads(sys.stdin.read()))))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", default=None, help="folder with fsdd/ and mnist/")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--folds", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument(
+        "--hit-repeats", type=int, default=None, help="new processes per hit way (default 7)"
+    )
+    parser.add_argument("--hits-only", action="store_true", help="skip the grids")
+    add_common_arguments(parser, repeats=3)
+    parser.set_defaults(warmup=0)  # (a grid is 41 fits: the extractors are warmed up instead)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.warmup = min(args.repeats, 3), 0
     args.folds = args.folds or (3 if args.quick else 5)
-    rounds = args.rounds or (1 if args.quick else 3)
+    hit_repeats = args.hit_repeats or (3 if args.quick else 7)
     grid = QUICK_GRID if args.quick else GRID
     n_candidates = int(np.prod([len(v) for v in grid.values()]))
     torch.set_num_threads(1)
 
+    print(machine_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "items").mkdir()
@@ -230,46 +335,66 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"grid: {args.folds} folds x {n_candidates} candidates + refit "
             f"({args.folds * n_candidates + 1} fits); torch threads: 1; "
-            f"FusionClassifier(hidden_units=16, max_epochs={args.epochs}); cores: {os.cpu_count()}",
+            f"FusionClassifier(hidden_units=16, max_epochs={args.epochs}); "
+            f"{args.repeats} repetitions",
             flush=True,
         )
-        paths = set(frame["image"]) | set(frame["audio"])
-        counters = Counters(paths)
-        times: dict[str, list[float]] = {"no cache": [], "fresh cache": [], "warm cache": []}
-        counts = {}
-        counters.install()
-        try:
-            for r in range(rounds):
-                for how in times:
-                    seconds = run_grid(how, frame, tmp / "cache", counters, args, grid)
-                    times[how].append(seconds)
-                    if r == 0:
-                        counts[how] = (dict(counters.reads), dict(counters.extractions))
-                    print(f"  round {r + 1}/{rounds}: {how:<11} {seconds:7.1f} s", flush=True)
-        finally:
-            counters.uninstall()
-
-        print("\nper item, over the whole grid (first round):")
-        for how, (reads, extractions) in counts.items():
-            per_file = [reads.get(p, 0) for p in paths]
-            ext = ", ".join(
-                f"{name} {extractions.get(name, 0) / n:.2f}"
-                for name in ("AudioFeatures", "ImagePixels")
-            )
+        # warm-up: librosa's JIT and Pillow's plugins, so that no way pays for them
+        AudioFeatures(sr=16000).fit_transform(frame["audio"][:4])
+        ImagePixels(size=(28, 28), mode="L").fit_transform(frame["image"][:4])
+        if not args.hits_only:
+            grids(frame, tmp, args, grid)
+        print(
+            f"\none cache hit against extracting one 28x28 PNG (ImagePixels), "
+            f"new processes, {hit_repeats} repetitions:",
+            flush=True,
+        )
+        wall, cpu = hit_cost(frame, tmp / "cache", hit_repeats)
+        for what, hits in (("wall clock", wall), ("CPU time", cpu)):
+            print(f"per transform of {n} images, {what}:")
+            print(report(hits, baseline="extract", unit="ms"))
+        for what, hits in (("wall clock", wall), ("CPU time", cpu)):
+            hit, extract = hits["cold-process hit"].median / n, hits["extract"].median / n
             print(
-                f"  {how:<11} file reads: mean {np.mean(per_file):.2f}, max {max(per_file)} "
-                f"per file | extractions per item: {ext}"
+                f"  cold-process hit ({what}): {hit * 1e6:.1f} us per item, {hit / extract:.3f}x "
+                f"of extracting ({extract * 1e6:.1f} us per item; target <= 0.2x)"
             )
-        base = statistics.median(times["no cache"])
-        print(f"\ntimes (median of {rounds} rounds):")
-        for how, values in times.items():
-            med = statistics.median(values)
-            spread = f"{min(values):.1f}-{max(values):.1f}"
-            print(f"  {how:<11} {med:7.1f} s (range {spread})  speed-up {base / med:.2f}x")
-
-        print("\none cache hit against extracting one 28x28 PNG (ImagePixels, per item):")
-        hit_cost(frame, tmp / "cache", 3 if args.quick else 7)
+        print(machine_line(), flush=True)
     return 0
+
+
+def grids(frame, tmp: Path, args, grid) -> None:
+    """Run the grid the three ways, interleaved; print reads, extractions and times."""
+    n = len(frame)
+    paths = set(frame["image"]) | set(frame["audio"])
+    counters = Counters(paths)
+    ways = {
+        how: functools.partial(run_grid, how, frame, tmp / "cache", counters, args, grid)
+        for how in ("no cache", "fresh cache", "warm cache")
+    }
+    counters.install()
+    try:
+        times = interleaved(ways, repeats=args.repeats, warmup=args.warmup, label="grid")
+    finally:
+        counters.uninstall()
+
+    print("\nper file and item, over the whole grid (last repetition):")
+    for how, timing in times.items():
+        reads, extractions = timing.last_result
+        per_file = [reads.get(p, 0) for p in paths]
+        ext = ", ".join(
+            f"{name} {extractions.get(name, 0) / n:.2f}"
+            for name in ("AudioFeatures", "ImagePixels")
+        )
+        print(
+            f"  {how:<11} file reads: mean {np.mean(per_file):.2f}, max {max(per_file)} "
+            f"per file | extractions per item: {ext}"
+        )
+    print(f"\ngrid times ({args.repeats} repetitions, interleaved):")
+    print(report(times, baseline="no cache"))
+    base = times["no cache"].median
+    for how in ("fresh cache", "warm cache"):
+        print(f"  {how}: {base / times[how].median:.2f}x faster than no cache (medians)")
 
 
 if __name__ == "__main__":

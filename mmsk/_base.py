@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import PATH_KEYS, FeatureCache, cache_location, cache_token
+from ._cache_paths import signature_of
 from ._files import MAX_FILE_BYTES, FilePolicy, allowed_roots, check_max_bytes, confine
 from ._items import (
     ON_ERROR_CHOICES,
@@ -105,15 +106,15 @@ def keyed_path(item: Any, policy: FilePolicy | None = None) -> tuple[Any, Any, t
     byte is hashed: regular files only, the size limit, the allowed
     directories. The record ``(path, signature, key, started_ns)`` — the
     signature from the opened file itself — goes to
-    :meth:`mmsk._cache.PathKeys.remember` (here and in the calling process)
-    so that the file is not read again while it is unchanged.
+    :meth:`mmsk._cache_paths.PathKeys.remember` (here, and in the calling
+    process, which stores it at the cache's location) so that the file is
+    not read again while it is unchanged.
     """
     path = os.fspath(item)
     started = time.time_ns()
     with (FilePolicy() if policy is None else policy).open(path) as fh:
-        st = os.fstat(fh.fileno())
+        signature = signature_of(os.fstat(fh.fileno()))
         key, source = item_fingerprint(fh)
-    signature = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
     record = (path, signature, key, started)
     PATH_KEYS.remember(*record)
     return key, source, record
@@ -131,21 +132,25 @@ def known_key(item: Any, text: bool, policy: FilePolicy | None = None) -> str | 
     error policy where it is extracted.
     """
     if not text and _is_path(item):
-        path = os.fspath(item)
-        if policy is None:
-            return PATH_KEYS.lookup(path)
-        key = PATH_KEYS.lookup(path, max_bytes=policy.max_bytes)
-        if key is None or policy.roots is None:
-            return key
-        try:
-            confine(path, policy.roots)
-        except BadItem:
-            return None
-        return key
+        return path_key(os.fspath(item), policy)
     try:
         return item_fingerprint(item, text=text)[0]
     except Exception:  # noqa: BLE001 - reported with its row by the extraction
         return None
+
+
+def path_key(path: str, policy: FilePolicy | None = None) -> str | None:
+    """Return the remembered key of ``path`` if the file is unchanged and passes ``policy`` now."""
+    if policy is None:
+        return PATH_KEYS.lookup(path)
+    key = PATH_KEYS.lookup(path, max_bytes=policy.max_bytes)
+    if key is None or policy.roots is None:
+        return key
+    try:
+        confine(path, policy.roots)
+    except BadItem:
+        return None
+    return key
 
 
 def _check_vector(vector: Any, dtype: Any, n_out: int) -> np.ndarray:
@@ -507,16 +512,17 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 for batch in batches
             ]
             results = self._run(_extract_keyed_batch, tasks) if tasks else ()
+            read: list[Any] = []  # path-key records of the files read
             for batch, (rows, failed, keys, records) in zip(batches, results, strict=True):
                 positions = [row for row, _, _ in batch]
                 out[positions] = rows
                 failures.extend(failed)
-                for record in records:
-                    PATH_KEYS.remember(*record)
+                read.extend(records)
                 kept = [j for j, key in enumerate(keys) if key is not None]
                 cache.remember([keys[j] for j in kept], rows[kept])
                 if bar is not None:
                     bar.update(len(batch))
+            cache.remember_paths(read)
         if bar is not None:
             bar.close()
         self._warn_failures(failures, n, column)
@@ -533,13 +539,25 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
 
         A remembered path is served only if it passes ``policy`` now
         (:func:`known_key`); else it is read (and refused) where it is extracted.
+        Paths this process does not know are looked up once in the path keys
+        stored at the cache's location (one ``stat`` each instead of a read).
         """
         text = self._text_items
         rows, keys, pending = [], [], []
+        load = not text  # stored path keys: looked up at the first path this process does not know
         for i, item in enumerate(items):
-            if is_missing(item, text=text):
+            if type(item) is str and not text:  # a path, the common case: one stat
+                if not item:
+                    continue  # "" is missing
+                key = path_key(item, policy)
+            elif is_missing(item, text=text):
                 continue
-            key = known_key(item, text, policy)
+            else:
+                key = known_key(item, text, policy)
+            if key is None and load and _is_path(item) and item not in PATH_KEYS:
+                cache.load_paths()
+                load = False
+                key = known_key(item, text, policy)
             if key is None:
                 pending.append((i, item, None))
             else:
@@ -547,6 +565,13 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 keys.append(key)
         if keys:
             hits = cache.get_many(keys, out.shape[1], out.dtype)
+            if (
+                len(rows) == len(out)
+                and out.flags.c_contiguous
+                and all(h is not None for h in hits)
+            ):
+                np.concatenate(hits, out=out.reshape(-1))  # every row held (rows 0..n-1): one copy
+                return []
             for i, key, hit in zip(rows, keys, hits, strict=True):
                 if hit is None:
                     pending.append((i, items[i], key))

@@ -2,9 +2,11 @@
 
 Three layers, each cheaper than the one below:
 
-1. **Path keys** (:data:`PATH_KEYS`): a process remembers the content key of
-   a file by its ``(size, mtime_ns, inode, device)``, so an unchanged file is
-   read and hashed once per process, whatever the number of transforms.
+1. **Path keys** (:data:`PATH_KEYS`, :mod:`mmsk._cache_paths`): the content
+   key of a file by its ``(size, mtime_ns, inode, device, ctime_ns)``,
+   remembered by the process and stored under the location
+   (``mmsk_features/_paths/``), so an unchanged file is read and hashed once,
+   whatever the number of transforms and processes: later, one ``stat``.
 2. **Memory** (:data:`MEMORY`): the vectors this process computed or read,
    bounded (:data:`MEMORY_LAYER_BYTES`, least recently used out), so the
    repeat transforms of a grid search touch no disk at all.
@@ -27,16 +29,11 @@ features are computed without it: a cache fault never changes a result.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import os
-import secrets
-import struct
-import tempfile
+import sys
 import threading
-import time
 import warnings
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +41,12 @@ from typing import Any
 
 import joblib
 import numpy as np
+
+from ._cache_paths import PathKeys, PathStore, Signature
+from ._cache_segments import FAULT as _FAULT
+from ._cache_segments import UNSTORED as _UNSTORED
+from ._cache_segments import WITHOUT as _WITHOUT
+from ._cache_segments import _Store, key_bytes
 
 __all__ = [
     "MEMORY",
@@ -57,16 +60,6 @@ __all__ = [
 
 #: Memory layer size, in bytes of feature vectors, per process.
 MEMORY_LAYER_BYTES = 256 * 2**20
-#: A file's stat vouches for its key only if it was hashed this long after its last change
-#: (file times are coarse: a same-size rewrite within one tick keeps the time stamp).
-RACY_NS = 2_000_000_000
-#: Most paths whose keys a process remembers.
-PATH_MEMO_SIZE = 1_000_000
-
-_MAGIC = b"MMSKSEG1"
-_HEAD = struct.Struct("<8sII8sI")  # magic, rows, width, dtype, CRC-32 of the key table
-_KEY_BYTES = 16
-_SUFFIX = ".seg"
 
 
 class CacheWarning(UserWarning):
@@ -112,9 +105,18 @@ def cache_location(memory: Any) -> Path | None:
     )
 
 
+#: Import names of the distributions whose import name differs from their name.
+_IMPORT_NAMES = {"Pillow": "PIL", "sentence-transformers": "sentence_transformers"}
+
+
 @functools.lru_cache(maxsize=64)
 def library_versions(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """Return ``(name, version)`` of mmsk, numpy and ``modules``, looked up once per process.
+
+    A distribution whose module is imported already gives its
+    ``__version__`` (no scan of the installed packages' metadata, which
+    costs milliseconds each); the others are looked up with
+    :func:`importlib.metadata.version` (``"?"`` when not installed).
 
     Examples
     --------
@@ -124,10 +126,14 @@ def library_versions(modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """
     found = []
     for name in dict.fromkeys(("mmsk", "numpy", *modules)):
-        try:
-            found.append((name, importlib.metadata.version(name)))
-        except importlib.metadata.PackageNotFoundError:
-            found.append((name, "?"))
+        module = sys.modules.get(_IMPORT_NAMES.get(name, name))
+        version = getattr(module, "__version__", None)
+        if not isinstance(version, str):
+            try:
+                version = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                version = "?"
+        found.append((name, version))
     return tuple(found)
 
 
@@ -158,77 +164,8 @@ def _warn_once(marker: str, location: Any, what: str, exc: BaseException) -> Non
     )
 
 
-_FAULT = "fault"
-_WITHOUT = "features are computed without it"
-_UNSTORED = "features are computed and not stored"
-
-
 _LOCK = threading.RLock()
 _WARNED: set[tuple[str, str]] = set()
-
-
-# -- layer 1: path -> content key ------------------------------------------------------
-class PathKeys:
-    """Remember the content key of each file by its stat signature (one per process).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from mmsk._cache import PathKeys
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.bin")
-    >>> with open(path, "wb") as fh:
-    ...     _ = fh.write(b"abc")
-    >>> os.utime(path, ns=(0, 0))  # an old file: its stat can vouch for it
-    >>> memo = PathKeys()
-    >>> memo.lookup(path) is None
-    True
-    >>> memo.remember(path, memo.signature(path), "k1", started_ns=10**19)
-    >>> memo.lookup(path)
-    'k1'
-    """
-
-    def __init__(self, size: int = PATH_MEMO_SIZE) -> None:
-        self.size = size
-        self._keys: dict[str, tuple[tuple[int, int, int, int], str]] = {}
-
-    @staticmethod
-    def signature(path: str) -> tuple[int, int, int, int]:
-        """``(size, mtime_ns, inode, device)`` of ``path`` (raises OSError)."""
-        st = os.stat(path)
-        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-
-    def lookup(self, path: str, max_bytes: int | None = None) -> str | None:
-        """Return the remembered key if the file is unchanged, else None (no stat if unknown).
-
-        A file larger than ``max_bytes`` (the caller's file policy) gets None,
-        so that it is opened, and refused, under that policy.
-        """
-        entry = self._keys.get(path)
-        if entry is None:
-            return None
-        if max_bytes is not None and entry[0][0] > max_bytes:
-            return None
-        try:
-            if self.signature(path) == entry[0]:
-                return entry[1]
-        except OSError:
-            pass
-        self._keys.pop(path, None)
-        return None
-
-    def remember(
-        self, path: str, signature: tuple[int, int, int, int], key: str, started_ns: int
-    ) -> None:
-        """Record ``key`` for ``path`` hashed from ``started_ns`` on, if the stat can vouch."""
-        if started_ns - signature[1] <= RACY_NS:
-            return  # changed too recently: a same-size rewrite could keep its time stamp
-        if len(self._keys) >= self.size:
-            self._keys.clear()
-        self._keys[path] = (signature, key)
-
-    def clear(self) -> None:
-        """Forget every path."""
-        self._keys.clear()
 
 
 # -- layer 2: memory ---------------------------------------------------------------------
@@ -239,11 +176,14 @@ class MemoryLayer:
     --------
     >>> import numpy as np
     >>> from mmsk._cache import MemoryLayer
-    >>> layer = MemoryLayer(max_bytes=8)
+    >>> layer = MemoryLayer(max_bytes=16)
     >>> layer.put("s", b"a", np.zeros(2, dtype="float32"))
-    >>> layer.put("s", b"b", np.ones(2, dtype="float32"))  # evicts "a"
-    >>> layer.get("s", b"a") is None, layer.get("s", b"b").tolist()
-    (True, [1.0, 1.0])
+    >>> layer.put("s", b"b", np.ones(2, dtype="float32"))
+    >>> layer.get("s", b"a").tolist()  # "a" is now the most recently used
+    [0.0, 0.0]
+    >>> layer.put("s", b"c", np.ones(2, dtype="float32"))  # evicts "b"
+    >>> layer.get("s", b"b") is None, layer.get("s", b"a") is not None
+    (True, True)
     """
 
     def __init__(self, max_bytes: int = MEMORY_LAYER_BYTES) -> None:
@@ -252,8 +192,14 @@ class MemoryLayer:
         self._rows: OrderedDict[tuple[Any, bytes], np.ndarray] = OrderedDict()
 
     def get(self, scope: Any, key: bytes) -> np.ndarray | None:
-        """Return the vector (read-only) or None."""
-        return self._rows.get((scope, key))
+        """Return the vector (read-only) or None; a hit becomes the most recently used."""
+        row = self._rows.get((scope, key))
+        if row is not None:
+            try:
+                self._rows.move_to_end((scope, key))
+            except KeyError:  # evicted by another thread meanwhile: still a valid row
+                pass
+        return row
 
     def __contains__(self, scope_key: tuple[Any, bytes]) -> bool:
         """Whether ``(scope, key)`` is held."""
@@ -261,15 +207,28 @@ class MemoryLayer:
 
     def put(self, scope: Any, key: bytes, row: np.ndarray) -> None:
         """Hold a copy of ``row``."""
+        self.put_many(scope, [key], [row])
+
+    def put_many(
+        self, scope: Any, keys: Sequence[bytes], rows: Sequence[np.ndarray], owned: bool = False
+    ) -> None:
+        """Hold a copy of each row; ``owned``: the rows are read-only and nobody else's (no copy).
+
+        (Rows read from a segment are read-only views of bytes that nothing
+        else holds, so they are kept as they are.)
+        """
+        held = self._rows
         with _LOCK:
-            if (scope, key) in self._rows or row.nbytes > self.max_bytes:
-                return
-            row = np.array(row, copy=True)
-            row.flags.writeable = False
-            self._rows[(scope, key)] = row
-            self.nbytes += row.nbytes
+            for key, row in zip(keys, rows, strict=True):
+                if (scope, key) in held or row.nbytes > self.max_bytes:
+                    continue
+                if not owned:
+                    row = np.array(row, copy=True)
+                    row.flags.writeable = False
+                held[(scope, key)] = row
+                self.nbytes += row.nbytes
             while self.nbytes > self.max_bytes:
-                _, old = self._rows.popitem(last=False)
+                _, old = held.popitem(last=False)
                 self.nbytes -= old.nbytes
 
     def clear(self) -> None:
@@ -284,155 +243,34 @@ PATH_KEYS = PathKeys()
 MEMORY = MemoryLayer()
 
 
-# -- layer 3: disk -----------------------------------------------------------------------
-def key_bytes(key: str) -> bytes:
-    """Return the 16 bytes stored for a key: a 32-digit hex key as is, others hashed."""
-    if len(key) == 2 * _KEY_BYTES:
-        try:
-            return bytes.fromhex(key)
-        except ValueError:
-            pass
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=_KEY_BYTES).digest()
+def _raw_keys(keys: Sequence[str]) -> list[bytes]:
+    """Return :func:`key_bytes` of each key, in one pass for the usual 32-hex-digit keys."""
+    fromhex = bytes.fromhex
+    try:
+        return [fromhex(k) if len(k) == 32 else key_bytes(k) for k in keys]
+    except ValueError:  # a 32-character key that is not hex: hashed, as key_bytes does
+        return [key_bytes(k) for k in keys]
 
 
-class _Segment:
-    """The key table of one segment file: where each row is and its checksum."""
+def _reporters(location: Path) -> tuple[Any, Any]:
+    """Return the fault and changed-entry callbacks of a store at ``location`` (warnings)."""
 
-    __slots__ = ("crcs", "dtype", "offset", "path", "width")
+    def fault(marker: str, what: str, exc: BaseException) -> None:
+        _warn_once(marker, location, what, exc)
 
-    def __init__(self, path: str, width: int, dtype: np.dtype, crcs: np.ndarray, offset: int):
-        self.path, self.width, self.dtype, self.crcs, self.offset = path, width, dtype, crcs, offset
+    def changed(path: str) -> None:
+        warnings.warn(
+            f"mmsk feature cache: a stored entry in {path!r} does not match "
+            "its checksum (changed on disk); it is recomputed",
+            CacheWarning,
+            stacklevel=6,
+        )
 
-    @classmethod
-    def read(cls, path: str) -> tuple[_Segment, list[bytes]]:
-        with open(path, "rb") as fh:
-            head = fh.read(_HEAD.size)
-            if len(head) < _HEAD.size:
-                raise ValueError("truncated header")
-            magic, n, width, dtype, table_crc = _HEAD.unpack(head)
-            if magic != _MAGIC:
-                raise ValueError("not an mmsk feature segment")
-            table = fh.read(n * (_KEY_BYTES + 4))
-        if len(table) != n * (_KEY_BYTES + 4) or zlib.crc32(table) != table_crc:
-            raise ValueError("damaged key table")
-        keys = [table[i * _KEY_BYTES : (i + 1) * _KEY_BYTES] for i in range(n)]
-        crcs = np.frombuffer(table, dtype="<u4", offset=n * _KEY_BYTES, count=n)
-        dt = np.dtype(dtype.rstrip(b"\0").decode("ascii"))
-        return cls(path, width, dt, crcs, _HEAD.size + len(table)), keys
-
-
-def _encode_segment(keys: Sequence[bytes], rows: np.ndarray) -> tuple[bytes, np.ndarray, int]:
-    """Return a segment's bytes, its row checksums and where its rows start."""
-    rows = np.ascontiguousarray(rows)
-    dtype = rows.dtype.newbyteorder("<") if rows.dtype.byteorder == ">" else rows.dtype
-    rows = rows.astype(dtype, copy=False)
-    crcs = np.fromiter((zlib.crc32(r) for r in rows), dtype="<u4", count=len(rows))
-    table = b"".join(keys) + crcs.tobytes()
-    code = dtype.str.encode("ascii").ljust(8, b"\0")
-    head = _HEAD.pack(_MAGIC, len(rows), rows.shape[1], code, zlib.crc32(table))
-    return head + table + rows.tobytes(), crcs, len(head) + len(table)
-
-
-class _Store:
-    """What this process knows of one store folder: its segments' key tables."""
-
-    def __init__(self, folder: Path, root: Path) -> None:
-        self.folder, self.root = folder, root
-        self.index: dict[bytes, tuple[_Segment, int]] = {}
-        self.seen: set[str] = set()
-        self.readable = self.writable = True
-        self.lock = threading.Lock()
-
-    def refresh(self) -> None:
-        """Read the key tables of segments not seen yet (other workers' writes)."""
-        if not self.readable:
-            return
-        try:
-            names = [e.name for e in os.scandir(self.folder) if e.name.endswith(_SUFFIX)]
-        except FileNotFoundError:
-            return  # nothing stored yet
-        except OSError as exc:
-            self.readable = False
-            _warn_once(_FAULT, self.root, f"cannot be read; {_WITHOUT}", exc)
-            return
-        for name in sorted(set(names) - self.seen):
-            self.seen.add(name)
-            try:
-                segment, keys = _Segment.read(os.path.join(self.folder, name))
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError) as exc:
-                what = f"skipping the damaged segment {name}; its entries are recomputed"
-                _warn_once(name, self.root, what, exc)
-                continue
-            for row, key in enumerate(keys):
-                self.index[key] = (segment, row)
-
-    def read_rows(self, wanted: dict[bytes, int], width: int, dtype: np.dtype) -> dict:
-        """Read the rows of ``wanted`` keys found in the index, checking each checksum."""
-        found: dict[bytes, np.ndarray] = {}
-        by_segment: dict[str, list[tuple[bytes, _Segment, int]]] = {}
-        for key in wanted:
-            entry = self.index.get(key)
-            if entry is not None and entry[0].width == width and entry[0].dtype == dtype:
-                by_segment.setdefault(entry[0].path, []).append((key, *entry))
-        for path, entries in by_segment.items():
-            size = width * dtype.itemsize
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except OSError:
-                continue
-            try:
-                for key, segment, row in entries:
-                    data = os.pread(fd, size, segment.offset + row * size)
-                    if len(data) != size or zlib.crc32(data) != int(segment.crcs[row]):
-                        self.index.pop(key, None)
-                        warnings.warn(
-                            f"mmsk feature cache: a stored entry in {path!r} does not match "
-                            "its checksum (changed on disk); it is recomputed",
-                            CacheWarning,
-                            stacklevel=4,
-                        )
-                        continue
-                    found[key] = np.frombuffer(data, dtype=dtype)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        return found
-
-    def write(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
-        """Store ``rows`` as one new segment (temporary file, then rename)."""
-        if not self.writable:
-            return
-        payload, crcs, offset = _encode_segment(keys, rows)
-        name = f"{time.time_ns():016x}-{os.getpid():x}-{secrets.token_hex(4)}{_SUFFIX}"
-        tmp = None
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-            os.replace(tmp, self.folder / name)
-            tmp = None
-        except OSError as exc:
-            self.writable = False
-            _warn_once(_FAULT, self.root, f"cannot be written; {_UNSTORED}", exc)
-            return
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-        self.seen.add(name)
-        dtype = np.dtype(rows.dtype).newbyteorder("<")
-        segment = _Segment(str(self.folder / name), rows.shape[1], dtype, crcs, offset)
-        for row, key in enumerate(keys):
-            self.index[key] = (segment, row)
+    return fault, changed
 
 
 _STORES: dict[tuple[str, str, str], _Store] = {}
+_PATH_STORES: dict[str, PathStore] = {}
 
 
 class FeatureCache:
@@ -482,7 +320,7 @@ class FeatureCache:
             assert self.location is not None
             folder = self.location / "mmsk_features" / self.namespace / self.token
             with _LOCK:
-                store = _STORES.setdefault(scope, _Store(folder, self.location))
+                store = _STORES.setdefault(scope, _Store(folder, *_reporters(self.location)))
         return store
 
     def get_many(
@@ -496,9 +334,10 @@ class FeatureCache:
         if self.location is None:
             return [None] * len(keys)
         scope, dtype = self._scope, np.dtype(dtype)
-        raw = [key_bytes(k) for k in keys]
-        out: list[np.ndarray | None] = [MEMORY.get(scope, k) for k in raw]
-        wanted = {k: i for i, k in enumerate(raw) if out[i] is None}
+        raw = _raw_keys(keys)
+        held = MEMORY.get
+        out: list[np.ndarray | None] = [held(scope, k) for k in raw]
+        wanted = [k for k, row in zip(raw, out, strict=True) if row is None]
         if not wanted:
             return out
         store = self._store()
@@ -510,12 +349,12 @@ class FeatureCache:
         except Exception as exc:  # noqa: BLE001 - a cache fault is a miss, never an error
             _warn_once(_FAULT, self.location, f"cannot be read; {_WITHOUT}", exc)
             return out
-        for i, k in enumerate(raw):
-            row = found.get(k)
-            if row is not None and out[i] is None:
-                MEMORY.put(scope, k, row)
-                out[i] = row
-        return out
+        if not found:
+            return out
+        MEMORY.put_many(scope, list(found), list(found.values()), owned=True)
+        if len(wanted) == len(raw):  # nothing was in memory
+            return [found.get(k) for k in raw]
+        return [found.get(k) if row is None else row for k, row in zip(raw, out, strict=True)]
 
     def put_many(self, keys: Sequence[str], rows: np.ndarray) -> None:
         """Store ``rows`` (one per key): in memory, and on disk as one segment."""
@@ -536,9 +375,64 @@ class FeatureCache:
         """Hold rows computed or read elsewhere (a joblib worker) in this process's memory."""
         if self.location is None:
             return
-        scope = self._scope
-        for key, row in zip(keys, rows, strict=True):
-            MEMORY.put(scope, key_bytes(key), row)
+        MEMORY.put_many(self._scope, [key_bytes(key) for key in keys], list(rows))
+
+    def _paths(self) -> PathStore:
+        assert self.location is not None
+        root = str(self.location)
+        store = _PATH_STORES.get(root)
+        if store is None:
+            with _LOCK:
+                folder = self.location / "mmsk_features" / "_paths"
+                store = _PATH_STORES.setdefault(root, PathStore(folder))
+        return store
+
+    def load_paths(self) -> None:
+        """Adopt the path keys stored at this location since this process last looked.
+
+        Each record still has to match its file's signature to be used
+        (:meth:`mmsk._cache_paths.PathKeys.lookup`); a damaged key file is
+        skipped with a :class:`CacheWarning`.
+        """
+        if self.location is None:
+            return
+        store = self._paths()
+        if not store.readable:
+            return
+        try:
+            with _LOCK:
+                new, damaged = store.refresh()
+                PATH_KEYS.adopt_many(new)
+        except Exception as exc:  # noqa: BLE001 - a cache fault is a miss, never an error
+            store.readable = False
+            _warn_once(_FAULT, self.location, f"cannot be read; {_WITHOUT}", exc)
+            return
+        for name, exc in damaged:
+            what = f"skipping the damaged path-key file {name}; its files are read again"
+            _warn_once(name, self.location, what, exc)
+
+    def remember_paths(self, records: Sequence[tuple[str, Signature, str, int]]) -> None:
+        """Remember path keys ``(path, signature, key, started_ns)``: here and at the location.
+
+        Only the records :meth:`mmsk._cache_paths.PathKeys.remember` keeps (files
+        not changed just before they were hashed) are stored, as one key file.
+        """
+        kept = [
+            (p, sig, key)
+            for p, sig, key, started in records
+            if PATH_KEYS.remember(p, sig, key, started)
+        ]
+        if self.location is None or not kept:
+            return
+        store = self._paths()
+        if not store.writable:
+            return
+        try:
+            with _LOCK:
+                store.write(kept)
+        except Exception as exc:  # noqa: BLE001 - a cache fault never changes a result
+            store.writable = False
+            _warn_once(_FAULT, self.location, f"cannot be written; {_UNSTORED}", exc)
 
     def get(self, key: str) -> np.ndarray | None:
         """Return the stored vector for ``key``, or None on a miss."""
@@ -573,4 +467,5 @@ def forget() -> None:
         PATH_KEYS.clear()
         MEMORY.clear()
         _STORES.clear()
+        _PATH_STORES.clear()
         _WARNED.clear()

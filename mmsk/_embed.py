@@ -24,7 +24,7 @@ import joblib
 import numpy as np
 
 from ._base import ItemTransformer, _is_path, _label, _reason, keyed_path, opened
-from ._cache import PATH_KEYS, FeatureCache
+from ._cache import FeatureCache
 from ._files import FilePolicy
 from ._items import ItemError, describe_item, is_missing, item_source, row_name
 
@@ -382,9 +382,9 @@ class Embedder(ItemTransformer):
         own_dedupe = type(self)._dedupe_key is not Embedder._dedupe_key
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
+        read: list[Any] = []  # path-key records of the files read
         for chunk, (prepared, records) in zip(chunks, results, strict=True):
-            for record in records:
-                PATH_KEYS.remember(*record)
+            read.extend(records)
             for row, key, value, kind in prepared:
                 if kind == _INPUT:
                     same = dedupe_key(value) if key is None and dedupe_key else key
@@ -402,6 +402,8 @@ class Embedder(ItemTransformer):
                 bar.update(len(chunk))
         if pending.rows:
             self._flush(model, pending, out, cache, report)
+        if cache is not None:
+            cache.remember_paths(read)  # here and at the cache's location: one key file
         failures.sort(key=lambda pair: pair[0])
         if bar is not None:
             bar.close()

@@ -13,6 +13,8 @@ from sklearn.base import clone
 
 import mmsk._base
 import mmsk._cache
+import mmsk._cache_paths
+import mmsk._cache_segments
 import mmsk._files
 import mmsk._items
 from mmsk import ImagePixels, ItemError, ItemWarning
@@ -160,6 +162,7 @@ def test_no_cache_work_without_memory(monkeypatch, pngs):
     monkeypatch.setattr(mmsk._base, "cache_token", refuse)
     monkeypatch.setattr(mmsk._cache, "library_versions", refuse)
     monkeypatch.setattr(mmsk._base, "known_key", refuse)
+    monkeypatch.setattr(mmsk._base, "path_key", refuse)
     monkeypatch.setattr(mmsk._base, "keyed_path", refuse)
     monkeypatch.setattr(mmsk._cache.FeatureCache, "__init__", refuse)
     out = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs + [None])
@@ -283,7 +286,7 @@ def test_an_unusable_cache_warns_once_and_changes_nothing(pngs, tmp_path, monkey
             raise error
 
         if fault == "read-only":
-            monkeypatch.setattr(mmsk._cache.tempfile, "mkstemp", fail)
+            monkeypatch.setattr(mmsk._cache_segments.tempfile, "mkstemp", fail)
         else:  # the disk fills up while writing a segment
             real_fdopen = os.fdopen
 
@@ -304,7 +307,7 @@ def test_an_unusable_cache_warns_once_and_changes_nothing(pngs, tmp_path, monkey
                     self.fh.write(data[:10])
                     fail()
 
-            monkeypatch.setattr(mmsk._cache.os, "fdopen", full)
+            monkeypatch.setattr(mmsk._cache_segments.os, "fdopen", full)
     est = ImagePixels(size=(4, 4), mode="L", memory=location, on_error="raise")
     with pytest.warns(CacheWarning) as caught:
         out = [est.fit_transform(pngs), clone(est).fit_transform(pngs[::-1])[::-1]]
@@ -373,3 +376,139 @@ def test_two_workers_writing_one_store(pngs, tmp_path, extracted, backend):
     # and extraction in parallel batches with the cache gives the same
     parallel = ImagePixels(size=(4, 4), mode="L", memory=location, n_jobs=2)
     np.testing.assert_array_equal(parallel.fit_transform(items), expected)
+
+
+# -- path keys stored with the cache: a new process reads no unchanged file ----------------
+def _key_files(location):
+    return sorted((location / "mmsk_features" / "_paths").glob("*.keys"))
+
+
+def test_a_new_process_finds_path_keys_on_disk(pngs, tmp_path, reads, extracted):
+    location = tmp_path / "cache"
+    est = ImagePixels(size=(4, 4), mode="L", memory=location)
+    first = est.fit_transform(pngs)
+    assert len(_key_files(location)) == 1 and len(reads) == len(pngs)
+    forget()  # a new process: no path keys, no memory layer, no store index
+    reads.clear()
+    np.testing.assert_array_equal(clone(est).fit_transform(pngs), first)
+    assert reads == [] and len(extracted) == len(pngs)  # one stat per file, rows from the store
+    assert len(_key_files(location)) == 1  # nothing new to store
+    # a stored key is served only under the extractor's file policy, as a remembered one
+    forget()
+    items = pd.Series(pngs[:1], index=["a"], name="img")
+    small = os.path.getsize(pngs[0]) - 1
+    tight = ImagePixels(size=(4, 4), mode="L", memory=location, max_file_bytes=small)
+    with pytest.raises(ItemError, match=r"row 'a'.*more than the limit"):
+        tight.fit_transform(items)
+
+
+@pytest.mark.parametrize("change", ["touched", "rewritten", "replaced"])
+def test_a_changed_file_invalidates_its_stored_path_key(pngs, tmp_path, reads, extracted, change):
+    location = tmp_path / "cache"
+    est = ImagePixels(size=(4, 4), mode="L", memory=location).fit(pngs)
+    est.transform(pngs)
+    target = max(pngs, key=os.path.getsize)
+    old = os.stat(target)
+    if change == "touched":  # same bytes, a new (old) time stamp: read and hashed, not decoded
+        os.utime(target, ns=(OLD + 7, OLD + 7))
+    else:  # another image, same size and time stamp: written in place, or renamed over it
+        with open(min(pngs, key=os.path.getsize), "rb") as fh:
+            data = fh.read()
+        data += b"\0" * (old.st_size - len(data))  # (after the image's end: ignored)
+        with open(
+            target + ".new" if change == "replaced" else target,
+            "r+b" if change == "rewritten" else "wb",
+        ) as fh:
+            fh.write(data)
+        if change == "replaced":
+            os.replace(target + ".new", target)
+        os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert os.stat(target).st_size == old.st_size
+    expected = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs)
+    forget()
+    reads.clear()
+    n = len(extracted)
+    got = clone(est).fit_transform(pngs)
+    assert reads == [os.path.basename(target)]  # only the changed file is read
+    np.testing.assert_array_equal(got, expected)
+    assert len(extracted) == n + (change != "touched")
+    forget()  # its new key was stored: the next process reads nothing
+    reads.clear()
+    np.testing.assert_array_equal(clone(est).fit_transform(pngs), expected)
+    assert reads == []
+
+
+def test_a_file_changed_just_before_hashing_is_not_stored(pngs, tmp_path, reads):
+    location = tmp_path / "cache"
+    os.utime(pngs[0])  # changed now: its stat cannot vouch for its content yet
+    est = ImagePixels(size=(4, 4), mode="L", memory=location)
+    est.fit_transform(pngs)
+    forget()
+    reads.clear()
+    est.transform(pngs)
+    assert reads == [os.path.basename(pngs[0])]
+
+
+def test_a_damaged_key_file_is_skipped(pngs, tmp_path, reads):
+    location = tmp_path / "cache"
+    est = ImagePixels(size=(4, 4), mode="L", memory=location)
+    first = est.fit_transform(pngs)
+    (keys,) = _key_files(location)
+    data = bytearray(keys.read_bytes())
+    data[-3] ^= 0xFF  # a path's bytes changed: the checksum fails, the file is skipped whole
+    keys.write_bytes(bytes(data))
+    forget()
+    reads.clear()
+    with pytest.warns(CacheWarning, match="damaged path-key file"):
+        np.testing.assert_array_equal(clone(est).fit_transform(pngs), first)
+    assert sorted(reads) == sorted(os.path.basename(p) for p in pngs)  # read and hashed again
+
+
+def test_key_files_are_merged_past_the_limit(pngs, tmp_path, reads, monkeypatch):
+    monkeypatch.setattr(mmsk._cache_paths, "COMPACT_FILES", 3)
+    location = tmp_path / "cache"
+    est = ImagePixels(size=(4, 4), mode="L", memory=location).fit(pngs)
+    for path in pngs:  # one key file per transform that read a file
+        est.transform([path])
+    assert 1 <= len(_key_files(location)) <= 3
+    forget()
+    reads.clear()
+    est.transform(pngs)
+    assert reads == []  # every key survived the merges
+
+
+def test_key_file_records_round_trip_and_skip_unnamable_paths():
+    from mmsk._cache_paths import decode_records, encode_records
+
+    records = [("a/é.png", (1, -2, 3, 2**63, 5), "0f" * 16), ("bad\ud800.png", (1,) * 5, "00" * 16)]
+    assert decode_records(encode_records(records)) == records[:1]
+    with pytest.raises(ValueError, match="damaged"):
+        decode_records(encode_records(records)[:-1])
+
+
+def test_library_versions_skip_the_metadata_scan_for_imported_modules(monkeypatch):
+    import PIL
+
+    def refuse(name):
+        raise AssertionError(f"metadata scanned for {name}")
+
+    monkeypatch.setattr(mmsk._cache.importlib.metadata, "version", refuse)
+    found = dict(mmsk._cache.library_versions.__wrapped__(("Pillow",)))
+    assert found["Pillow"] == PIL.__version__ and found["numpy"] == np.__version__
+
+
+def test_an_embedder_stores_path_keys_too(pngs, tmp_path, reads):
+    torch = pytest.importorskip("torch")
+    from mmsk import ImageEncoder
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    enc = ImageEncoder(model=model, layer=None, size=(8, 8), memory=tmp_path / "cache")
+    first = enc.fit_transform(pngs)
+    assert len(_key_files(tmp_path / "cache")) == 1  # one key file for the transform
+    forget()
+    reads.clear()
+    np.testing.assert_allclose(clone(enc).fit_transform(pngs), first)
+    assert reads == []
