@@ -167,10 +167,11 @@ best = search.best_params_
 # clip's own image is a positive in training).
 #
 # On the full set (``docs/retrieval.md`` has the table, from
-# ``benchmarks/eval_retrieval.py``), the speech embedding reaches recall@1
-# 0.976 and recall@5 0.988 on ``theo``; the hand-made features about 0.90
-# and 0.95: a clip whose digit the audio tower mistakes sits among the images
-# of the wrong digit, so recall@5 gains little over recall@1.
+# ``benchmarks/eval_retrieval.py``, median of three seeds), the speech
+# embedding reaches recall@1 0.976 and recall@5 0.988 on ``theo``, the
+# hand-made features 0.884 and 0.950: a clip whose digit the audio tower
+# mistakes sits among the images of the wrong digit, so recall@5 gains little
+# over recall@1.
 def report(name, model, X):
     scores = {key: scorer(model, X, y_test) for key, scorer in scorers.items()}
     print(f"{name:<34}" + "  ".join(f"{key} {value:.3f}" for key, value in scores.items()))
