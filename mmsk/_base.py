@@ -446,12 +446,11 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
 
     def _run(self, function: Any, tasks: list[tuple[Any, ...]]) -> Any:
         """Yield ``function(*task)`` per task: via joblib when it can run them in parallel."""
-        if len(tasks) == 1 or joblib.effective_n_jobs(self.n_jobs) == 1:
+        n_jobs = getattr(self, "n_jobs", None)  # SentenceEmbedder has no n_jobs
+        if len(tasks) == 1 or joblib.effective_n_jobs(n_jobs) == 1:
             return (function(*task) for task in tasks)
         call = joblib.delayed(function)
-        return joblib.Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            call(*task) for task in tasks
-        )
+        return joblib.Parallel(n_jobs=n_jobs, return_as="generator")(call(*task) for task in tasks)
 
     def _batch_size(self, n: int) -> int:
         workers = joblib.effective_n_jobs(self.n_jobs)

@@ -632,3 +632,13 @@ def test_without_sentence_transformers_the_error_names_the_extra(monkeypatch, tm
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(ImportError, match=r"pip install 'mmsk\[text\]'"):
         SentenceEmbedder(model=str(tmp_path)).fit(TEXTS)
+
+
+def test_sentence_embedder_runs_more_texts_than_one_chunk(minilm):
+    # More than one decoding chunk (1,024 texts) reached ItemTransformer._run,
+    # which read self.n_jobs, an attribute SentenceEmbedder does not have.
+    texts = pd.Series(["short text"] * 1025 + ["another one"], name="t")
+    out = SentenceEmbedder(model=minilm, device="cpu").fit_transform(texts)
+    assert out.shape == (1026, 384)
+    np.testing.assert_allclose(out[0], out[1024], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out[0], out[1025])

@@ -10,8 +10,10 @@ same best parameters.
 
 import ast
 import contextlib
+import importlib.util
 import runpy
 import signal
+import sys
 import warnings
 from pathlib import Path
 
@@ -111,14 +113,43 @@ def test_there_are_examples():
     assert RETRIEVAL_EXAMPLE in EXAMPLES
 
 
-def test_retrieval_example_finds_the_spoken_digit(example_globals):
-    ns = example_globals(RETRIEVAL_EXAMPLE)
+def _has_openwakeword():
+    return importlib.util.find_spec("openwakeword") is not None
+
+
+def _check_retrieval_run(ns, audio_name, floor):
     assert ns["FAST"] and set(ns["test"].groups) == {"theo"}
+    assert ns["audio_name"] == audio_name
+    assert any(c.startswith("audio__") for c in ns["X_train"].columns)
     scores = ns["scores"]
     # 10 digits: chance recall@1 is about 0.1; the fast run trains for seconds
-    assert scores["recall@1"] > 0.4
+    assert scores["recall@1"] > floor
     assert scores["recall@1"] <= scores["MRR"] <= 1 and scores["recall@1"] <= scores["recall@5"]
     assert ns["indices"].shape == (10, 5)
+
+
+def test_retrieval_example_finds_the_spoken_digit(example_globals):
+    ns = example_globals(RETRIEVAL_EXAMPLE)
+    if _has_openwakeword():
+        # the speech embedding: 0.96 on the sample's 50 held-out clips when measured
+        _check_retrieval_run(ns, "AudioEmbedder.from_openwakeword", 0.8)
+        assert ns["X_train"].filter(like="audio__").shape[1] == 96
+    else:
+        _check_retrieval_run(ns, "AudioFeatures", 0.4)
+
+
+def test_retrieval_example_falls_back_to_audio_features(example_globals, tmp_path, capsys):
+    """Without openwakeword the example uses AudioFeatures and says why."""
+    if not _has_openwakeword():  # the run above already took the fallback
+        ns = example_globals(RETRIEVAL_EXAMPLE)
+    else:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(sys.modules, "openwakeword", None)  # find_spec now finds nothing
+            ns = _run_example(RETRIEVAL_EXAMPLE, tmp_path)
+        assert "audio block: AudioFeatures (openwakeword 0.4.0 is not usable (ImportError: " in (
+            capsys.readouterr().out
+        )
+    _check_retrieval_run(ns, "AudioFeatures", 0.4)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
