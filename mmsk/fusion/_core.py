@@ -631,7 +631,8 @@ class FusionBase(BaseEstimator):
         return data, {**net_kwargs, "criterion__reduction": "none"}
 
     def _net_output(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
+        if "net_" not in self.__dict__:  # set by fit (and by loading): fitted
+            check_is_fitted(self)
         prepared, _ = self._prepare(X, fit=False)
         nets = self.__dict__.get("nets_") or [self.net_]  # (pickled before ensembles existed)
         with torch_threads(self.n_jobs):
