@@ -8,26 +8,29 @@ read the WAV with soundfile, resample it with librosa (soxr) and compute
 the same librosa features, then one forward pass of the fitted net's module
 under ``torch.no_grad``. Both give the same numbers (checked before timing).
 
-Printed, as the run goes:
+Printed, as the run goes (the protocol of ``benchmarks/_timing.py``: the
+variants interleaved A B A B, medians and spread, the machine's load):
 
 1. one-row latency of ``model.predict(row)`` and of the bare work, the two
-   interleaved row by row (A B A B ...): median, quartiles, and the ratio of
-   the medians (target: <= 1.3);
-2. batch throughput of ``model.predict`` on all 300 rows (rows/s, median);
+   interleaved row by row (each on the same row in turn): wall-clock median,
+   [min, max] and quartiles, the ratio of the medians (target: <= 1.3), and
+   the same for the CPU time of the thread (less sensitive to other
+   processes on a shared machine);
+2. batch throughput of ``model.predict`` on all 300 rows against the bare
+   work row by row over the same rows (rows/s, medians);
 3. requests/s of ``mmsk.serve.create_app(model)`` under uvicorn on
    127.0.0.1, one record per request (media as base64), from 1, 4 and 16
-   client threads using httpx.
+   client threads using httpx (the client counts interleaved, rounds
+   repeated: median and [min, max]), next to the in-process one-row rate.
 
 torch runs on ``--torch-threads`` threads (default 1, what a server worker
 process should use; the shared-machine noise of more threads would swamp
-a 1 ms forward pass) on both sides.
+a 1 ms forward pass) on both sides, BLAS on one.
 
-    python benchmarks/bench_serving.py            # full
+    python benchmarks/bench_serving.py            # full: 300 rows per side, 3 server rounds
     python benchmarks/bench_serving.py --quick    # a smoke run in about a minute
 
-(from the repository root, with this checkout's mmsk importable, e.g.
-``PYTHONPATH=.``). On a shared machine the wall-clock figures are noisy; the
-thread's CPU time is printed as well.
+(from the repository root; this checkout's ``mmsk`` is imported).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
-import os
 import socket
 import statistics
 import sys
@@ -51,8 +53,12 @@ import torch
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from mmsk.compose import make_multimodal_pipeline
-from mmsk.datasets import load_sample
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from _timing import Timing, add_common_arguments, interleaved, machine_line, report  # noqa: E402
+
+from mmsk.compose import make_multimodal_pipeline  # noqa: E402
+from mmsk.datasets import load_sample  # noqa: E402
 
 
 def bare_row(image_path: str, audio_path: str, model) -> np.ndarray:
@@ -114,32 +120,6 @@ def bare_audio_features(y: np.ndarray, est) -> np.ndarray:
     return np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).reshape(-1)
 
 
-def summary(seconds: list[float]) -> str:
-    q1, med, q3 = np.percentile(np.asarray(seconds) * 1000, [25, 50, 75])
-    return f"median {med:7.2f} ms (quartiles {q1:.2f}-{q3:.2f}, n={len(seconds)})"
-
-
-def one_row_latency(model, frame, rounds: int) -> dict[str, list[float]]:
-    """Time ``model.predict(row)`` and the bare work, interleaved, on rows in turn."""
-    paths = frame[["image", "audio"]].reset_index(drop=True)
-    times: dict[str, list[float]] = {"mmsk": [], "bare": [], "mmsk_cpu": [], "bare_cpu": []}
-    for k in range(rounds):
-        i = k % len(paths)
-        row = paths.iloc[[i]]
-        wall, cpu = time.perf_counter(), time.thread_time()
-        model.predict(row)
-        times["mmsk_cpu"].append(time.thread_time() - cpu)
-        times["mmsk"].append(time.perf_counter() - wall)
-        wall, cpu = time.perf_counter(), time.thread_time()
-        bare_row(paths["image"][i], paths["audio"][i], model).argmax(axis=1)
-        times["bare_cpu"].append(time.thread_time() - cpu)
-        times["bare"].append(time.perf_counter() - wall)
-        if (k + 1) % max(1, rounds // 5) == 0:
-            mm, bare = summary(times["mmsk"]), summary(times["bare"])
-            print(f"  {k + 1}/{rounds}: mmsk {mm} | bare {bare}", flush=True)
-    return times
-
-
 def start_server(app):
     import uvicorn
 
@@ -178,18 +158,83 @@ def requests_per_second(port: int, records: list[dict], clients: int, seconds: f
     return sum(counts) / (time.monotonic() - start)
 
 
+def one_row_latency(
+    model, frame, repeats: int, warmup: int, chunk: int = 20
+) -> tuple[dict[str, Timing], dict[str, list[float]]]:
+    """Time ``model.predict(row)`` and the bare work, interleaved, each on the same rows in turn.
+
+    Returns the wall-clock timings (``_timing.Timing``) and the CPU time of
+    the thread per call, by variant. A progress line (running medians)
+    follows every ``chunk`` rounds.
+    """
+    paths = frame[["image", "audio"]].reset_index(drop=True)
+    rows = [paths.iloc[[i]] for i in range(len(paths))]
+    cpu: dict[str, list[float]] = {"mmsk predict": [], "bare work": []}
+    turn = {"mmsk predict": 0, "bare work": 0}
+
+    def timed(name, work):
+        def call():
+            i = turn[name] % len(rows)
+            turn[name] += 1
+            start = time.thread_time()
+            result = work(i)
+            cpu[name].append(time.thread_time() - start)
+            return result
+
+        return call
+
+    variants = {
+        "mmsk predict": timed("mmsk predict", lambda i: model.predict(rows[i])),
+        "bare work": timed(
+            "bare work",
+            lambda i: bare_row(paths["image"][i], paths["audio"][i], model).argmax(axis=1),
+        ),
+    }
+    interleaved(variants, repeats=0, warmup=warmup, verbose=False)
+    for name in cpu:  # warm-up calls are not timed
+        cpu[name].clear()
+        turn[name] = 0
+    timings = {name: Timing(name) for name in variants}
+    done = 0
+    while done < repeats:
+        step = min(chunk, repeats - done)
+        for name, t in interleaved(variants, repeats=step, warmup=0, verbose=False).items():
+            timings[name].seconds.extend(t.seconds)
+        done += step
+        mm, bare = timings["mmsk predict"], timings["bare work"]
+        cpu_ratio = statistics.median(cpu["mmsk predict"]) / statistics.median(cpu["bare work"])
+        print(
+            f"  {done}/{repeats} rows: mmsk {mm.median * 1e3:.2f} ms, bare "
+            f"{bare.median * 1e3:.2f} ms, ratio of medians {mm.median / bare.median:.2f}x "
+            f"(CPU {cpu_ratio:.2f}x)",
+            flush=True,
+        )
+    return timings, cpu
+
+
+def quartiles(seconds: list[float]) -> str:
+    q1, q3 = np.percentile(np.asarray(seconds) * 1e3, [25, 75])
+    return f"{q1:.2f}-{q3:.2f} ms"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter server runs")
-    parser.add_argument("--rounds", type=int, default=None, help="one-row predictions per side")
+    add_common_arguments(parser, repeats=300)
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--server-seconds", type=float, default=None)
+    parser.add_argument(
+        "--server-seconds", type=float, default=None, help="per client count and round"
+    )
+    parser.add_argument(
+        "--server-rounds", type=int, default=None, help="rounds of 1, 4, 16 clients"
+    )
     args = parser.parse_args(argv)
-    rounds = args.rounds or (40 if args.quick else 300)
-    server_seconds = args.server_seconds or (2.0 if args.quick else 8.0)
+    repeats = 40 if args.quick and args.repeats == 300 else args.repeats
+    warmup = max(5, args.warmup)
+    server_seconds = args.server_seconds or (1.5 if args.quick else 6.0)
+    server_rounds = args.server_rounds or (1 if args.quick else 3)
     torch.set_num_threads(args.torch_threads)
     threadpool_limits(1)  # BLAS on one thread on both sides (mmsk's audio features do that anyway)
-    print(f"cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, BLAS threads: 1")
+    print(machine_line(), f"torch threads: {torch.get_num_threads()}, BLAS threads: 1", flush=True)
 
     frame = load_sample().frame
     model = make_multimodal_pipeline(
@@ -209,31 +254,37 @@ def main(argv: list[str] | None = None) -> int:
         expected = model.predict_proba(row)
         got = bare_row(row["image"].iloc[0], row["audio"].iloc[0], model)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    for _ in range(5):  # warm up both sides
-        model.predict(frame[["image", "audio"]].iloc[[0]])
-        bare_row(frame["image"][0], frame["audio"][0], model)
 
-    print(f"one-row latency, {rounds} rounds, interleaved:", flush=True)
-    times = one_row_latency(model, frame, rounds)
-    for clock, suffix in (("wall clock", ""), ("CPU time of the thread", "_cpu")):
-        mm, bare = times["mmsk" + suffix], times["bare" + suffix]
-        ratio = statistics.median(mm) / statistics.median(bare)
-        print(f"{clock}:")
-        print(f"  mmsk predict: {summary(mm)}")
-        print(f"  bare work:    {summary(bare)}")
-        print(f"  ratio of medians: {ratio:.2f}x (target <= 1.3x)", flush=True)
-
-    batch = frame[["image", "audio"]]
-    times = []
-    for _ in range(2 if args.quick else 5):
-        start = time.perf_counter()
-        model.predict(batch)
-        times.append(time.perf_counter() - start)
+    print(f"one-row latency, {repeats} rows per side, interleaved (warm-up {warmup}):", flush=True)
+    timings, cpu = one_row_latency(model, frame, repeats, warmup)
+    print(report(timings, baseline="bare work", unit="ms"))
+    for name, t in timings.items():
+        print(f"  {name}: wall quartiles {quartiles(t.seconds)}; CPU {quartiles(cpu[name])}")
+    wall = timings["mmsk predict"].median / timings["bare work"].median
+    cpu_ratio = statistics.median(cpu["mmsk predict"]) / statistics.median(cpu["bare work"])
     print(
-        f"batch predict, {len(batch)} rows: {len(batch) / statistics.median(times):.0f} rows/s "
-        f"(median of {len(times)})",
+        f"one-row ratio of medians: wall {wall:.2f}x, CPU of the thread {cpu_ratio:.2f}x "
+        "(target <= 1.3x)",
         flush=True,
     )
+
+    batch = frame[["image", "audio"]]
+    paths = batch.reset_index(drop=True)
+
+    def bare_loop():
+        for i in range(len(paths)):
+            bare_row(paths["image"][i], paths["audio"][i], model)
+
+    print(f"batch of {len(batch)} rows, interleaved:", flush=True)
+    runs = interleaved(
+        {"mmsk predict (batch)": lambda: model.predict(batch), "bare work (row loop)": bare_loop},
+        repeats=2 if args.quick else 5,
+        warmup=0 if args.quick else 1,
+        label="batch",
+    )
+    print(report(runs, baseline="bare work (row loop)"))
+    for name, t in runs.items():
+        print(f"  {name}: {len(batch) / t.median:.0f} rows/s (median)", flush=True)
 
     try:
         from mmsk.serve import create_app
@@ -248,15 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         for r in frame.head(50).itertuples()
     ]
     server, thread, sock, port = start_server(create_app(model))
+    rates: dict[int, list[float]] = {1: [], 4: [], 16: []}
     try:
         requests_per_second(port, records, 1, 0.5)  # warm up
-        for clients in (1, 4, 16):
-            rate = requests_per_second(port, records, clients, server_seconds)
-            print(f"server, {clients:>2} concurrent clients: {rate:7.1f} requests/s", flush=True)
+        print(
+            f"server: {server_rounds} round(s) of 1, 4, 16 clients, {server_seconds:g} s each:",
+            flush=True,
+        )
+        for r in range(server_rounds):
+            for clients in rates:
+                rate = requests_per_second(port, records, clients, server_seconds)
+                rates[clients].append(rate)
+                print(f"  round {r + 1}: {clients:>2} clients {rate:7.1f} requests/s", flush=True)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+    in_process = 1 / timings["mmsk predict"].median
+    for clients, values in rates.items():
+        print(
+            f"server, {clients:>2} concurrent clients: {statistics.median(values):7.1f} requests/s "
+            f"(median of {len(values)}, [{min(values):.1f}, {max(values):.1f}]; in-process "
+            f"one-row predict: {in_process:.1f}/s)",
+            flush=True,
+        )
+    print(machine_line(), flush=True)
     return 0
 
 

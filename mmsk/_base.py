@@ -11,6 +11,7 @@ content-addressed cache — lives here once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -151,6 +152,19 @@ def path_key(path: str, policy: FilePolicy | None = None) -> str | None:
     except BadItem:
         return None
     return key
+
+
+@functools.cache
+def _param_names(cls: type) -> tuple[str, ...]:
+    return tuple(cls._get_param_names())
+
+
+def _same_params(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Tell whether two parameter snapshots are equal (an undecidable comparison: not equal)."""
+    try:
+        return all(x is y or bool(x == y) for x, y in zip(a, b, strict=True))
+    except Exception:  # noqa: BLE001 - e.g. arrays compared elementwise
+        return False
 
 
 def _check_vector(vector: Any, dtype: Any, n_out: int) -> np.ndarray:
@@ -365,7 +379,17 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             One row per item, NaN for missing (and, with ``on_error="nan"``,
             unreadable) items.
         """
-        check_is_fitted(self)
+        return self._transform_values(X)
+
+    def _transform_values(self, X: Any) -> np.ndarray:
+        """Return what :meth:`transform` returns before ``set_output`` wraps it (an ndarray).
+
+        :class:`~mmsk.compose.MultimodalColumnTransformer` calls this
+        directly where it joins the blocks itself (it names the columns once,
+        for all blocks).
+        """
+        if "n_features_out_" not in self.__dict__:  # set by fit: fitted (checked in microseconds)
+            check_is_fitted(self)
         items, column = as_items(X, what=self._what)
         if hasattr(X, "columns") and hasattr(self, "feature_names_in_"):
             got = [str(c) for c in X.columns]
@@ -391,8 +415,35 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         ndarray of str objects
             One name per output column.
         """
-        check_is_fitted(self)
-        return np.asarray(self._feature_names(), dtype=object)
+        if "n_features_out_" not in self.__dict__:  # set by fit: fitted
+            check_is_fitted(self)
+        return self._names_out().copy()
+
+    def _names_out(self) -> np.ndarray:
+        """Return the output names (object array), remembered while the parameters stay equal.
+
+        Building the names (thousands of strings for an image) is most of
+        what one-row ``get_feature_names_out`` costs; the names depend only on
+        the parameters and the fitted attributes, so they are built again
+        only when one of those changes (or cannot be compared).
+        """
+        state = self.__dict__
+        params = tuple(state.get(name) for name in _param_names(type(self)))
+        params += tuple(
+            (k, v) for k, v in state.items() if k.endswith("_") and not k.startswith("_")
+        )
+        memo = self.__dict__.get("_names_memo")
+        if memo is not None and _same_params(memo[0], params):
+            return memo[1]
+        names = np.asarray(self._feature_names(), dtype=object)
+        self._names_memo = (params, names)
+        return names
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Leave the remembered names out of the pickled state."""
+        state = super().__getstate__()
+        state.pop("_names_memo", None)
+        return state
 
     def __sklearn_tags__(self):
         """Declare item input: 1-D strings or objects, NaN allowed as missing."""

@@ -89,9 +89,11 @@ def make_card(model: Any, extras: dict[str, Any]) -> dict[str, Any]:
     else:
         roles = _check_roles(roles)
     task = extras.pop("task", None)
+    retrievers = _fitted_retrievers(model)
     if task is None:
         task = "classification" if is_classifier(model) else None
         task = "regression" if is_regressor(model) else task
+        task = "retrieval" if task is None and retrievers else task
     target = extras.pop("target", None)
     try:
         json.dumps(extras, allow_nan=False)
@@ -116,6 +118,7 @@ def make_card(model: Any, extras: dict[str, Any]) -> dict[str, Any]:
             "roles_source": None if roles is None else source,
         },
         "fusion": [_fusion_summary(where, est) for where, est in _fitted_fusion(model)],
+        "retrieval": [_retrieval_summary(where, est) for where, est in retrievers],
         "training_data": _training_data(X, y),
         "versions": versions(),
         "extra": extras,
@@ -182,6 +185,30 @@ def _fusion_summary(where: str, est: Any) -> dict[str, Any]:
         "early_stopping": bool(getattr(est, "early_stopping_", False)),
         "scoring": est.scoring if isinstance(est.scoring, str) else None,
         "nets": [_best_epoch(net.history) for net in nets],
+    }
+
+
+def _fitted_retrievers(model: Any) -> list[tuple[str, Any]]:
+    retrieval = sys.modules.get("mmsk.fusion.retrieval")
+    if retrieval is None:
+        return []
+    kind = retrieval.CrossModalRetriever
+    return [(w, e) for w, e in walk(model) if isinstance(e, kind) and "net_" in vars(e)]
+
+
+def _retrieval_summary(where: str, est: Any) -> dict[str, Any]:
+    """Describe what a retriever maps (query, target) into what space, and its training."""
+    return {
+        "path": where,
+        "estimator": type(est).__name__,
+        "query": str(est.query_),
+        "target": str(est.target_),
+        "modalities": {str(k): int(v) for k, v in est.modality_dims_.items()},
+        "embed_dim": int(est.embed_dim),
+        "temperature": float(est.temperature_),
+        "device": str(est.device_),
+        "early_stopping": bool(getattr(est, "early_stopping_", False)),
+        "net": _best_epoch(est.net_.history),
     }
 
 

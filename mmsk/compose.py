@@ -29,10 +29,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import ItemWarning
+from ._columns import MultimodalColumnTransformer
 from ._items import (
     ON_ERROR_CHOICES,
     BadItem,
@@ -293,114 +293,6 @@ class TfidfSVD(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.allow_nan = True
         return tags
-
-
-class MultimodalColumnTransformer(ColumnTransformer):
-    """A :class:`~sklearn.compose.ColumnTransformer` that stays fast with wide blocks.
-
-    The same estimator, parameters and output as its parent. Two things
-    change, both for speed where the blocks are wide (an image block has
-    thousands of columns) and the batches small (one row in a server):
-
-    - with pandas output, the blocks are joined without first renaming
-      their columns to temporary names and reading them back (the names
-      are set once, by ``set_output``, as in the parent);
-    - :meth:`get_feature_names_out` remembers its answer while the fitted
-      transformers' own output names and ``verbose_feature_names_out`` stay
-      the same, instead of prefixing every name again at every
-      ``transform``.
-
-    :func:`make_multimodal_pipeline` builds one. Parameters, attributes and
-    methods are those of :class:`~sklearn.compose.ColumnTransformer`.
-
-    See Also
-    --------
-    sklearn.compose.ColumnTransformer : The parent class and its documentation.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> from mmsk.compose import MultimodalColumnTransformer
-    >>> X = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 1.0, 0.0]})
-    >>> ct = MultimodalColumnTransformer([("num", StandardScaler(), ["a", "b"])])
-    >>> out = ct.set_output(transform="pandas").fit_transform(X)
-    >>> list(out.columns)
-    ['num__a', 'num__b']
-    """
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Get output feature names for transformation (see the parent class).
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Input features, as for :class:`~sklearn.compose.ColumnTransformer`.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-            Transformed feature names.
-        """
-        if input_features is not None or not hasattr(self, "transformers_"):
-            return super().get_feature_names_out(input_features)
-        key = self._names_key()
-        memo = self.__dict__.get("_names_out_memo")
-        if key is not None and memo is not None and _same_names(memo[0], key):
-            return memo[1].copy()
-        names = super().get_feature_names_out()
-        if key is not None:
-            self._names_out_memo = (key, names.copy())
-        return names
-
-    def _names_key(self) -> tuple[Any, ...] | None:
-        """Return what the output names depend on; None where it cannot be read cheaply."""
-        names_in = getattr(self, "feature_names_in_", None)
-        if names_in is None:
-            return None
-        parts: list[Any] = [self.verbose_feature_names_out]
-        for name, trans, *_ in self._iter(
-            fitted=True, column_as_labels=False, skip_empty_columns=True, skip_drop=True
-        ):
-            if not hasattr(trans, "get_feature_names_out"):
-                return None
-            parts.append((name, self._get_feature_name_out_for_transformer(name, trans, names_in)))
-        return tuple(parts)
-
-    def _hstack(self, Xs: list[Any], *, n_samples: int) -> Any:
-        """Stack the blocks; pandas blocks are joined without renaming their columns."""
-        pandas_out = _get_output_config("transform", self)["dense"] == "pandas"
-        fitted = self._iter(
-            fitted=True, column_as_labels=False, skip_empty_columns=True, skip_drop=True
-        )
-        named = all(hasattr(trans, "get_feature_names_out") for _, trans, *_ in fitted)
-        if self.sparse_output_ or not pandas_out or not named or not Xs:
-            return super()._hstack(Xs, n_samples=n_samples)
-        import pandas as pd
-
-        if not all(isinstance(X, pd.DataFrame) for X in Xs):
-            return super()._hstack(Xs, n_samples=n_samples)
-        output = pd.concat(Xs, axis=1, ignore_index=True)
-        if output.shape[0] != n_samples:
-            return super()._hstack(Xs, n_samples=n_samples)  # the parent's error message
-        return output
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Leave the remembered names out of the pickled state."""
-        state = super().__getstate__()
-        state.pop("_names_out_memo", None)
-        return state
-
-
-def _same_names(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    if len(a) != len(b) or a[0] != b[0]:
-        return False
-    for (name_a, names_a), (name_b, names_b) in zip(a[1:], b[1:], strict=True):
-        if name_a != name_b or len(names_a) != len(names_b):
-            return False
-        if not np.array_equal(np.asarray(names_a, dtype=object), np.asarray(names_b, dtype=object)):
-            return False
-    return True
 
 
 def _columns(role: str, value: Any) -> list[str]:

@@ -35,6 +35,7 @@ from skorch.utils import to_tensor
 from mmsk import _portable
 from mmsk._items import index_labels
 from mmsk._torch import draw_seed, resolve_device, torch_seeded, torch_threads
+from mmsk.fusion._criterion import check_criterion
 from mmsk.fusion._data import (
     BatchIterator,
     FusionDataset,
@@ -526,6 +527,8 @@ class FusionBase(BaseEstimator):
             "weighted": weighted,
             "seeds": [],
         }
+        # a criterion that mismatches the task fails here, not inside torch (a trial net)
+        check_criterion(self, self._build_net(0, 0, self.device_, groups=groups), n_outputs)
         nets = []
         for _ in range(self.n_estimators):
             seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
@@ -631,7 +634,8 @@ class FusionBase(BaseEstimator):
         return data, {**net_kwargs, "criterion__reduction": "none"}
 
     def _net_output(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
+        if "net_" not in self.__dict__:  # set by fit (and by loading): fitted
+            check_is_fitted(self)
         prepared, _ = self._prepare(X, fit=False)
         nets = self.__dict__.get("nets_") or [self.net_]  # (pickled before ensembles existed)
         with torch_threads(self.n_jobs):

@@ -117,7 +117,12 @@ _NETWORK = """\
     optimizer_kwargs : dict or None, default=None
         More keyword arguments for the optimizer, e.g. ``{"weight_decay": 0.0}``.
     criterion : torch loss class or None, default=None
-        The loss; None means {criterion}.
+        The loss; None means {criterion}. ``fit`` first tries it, as
+        training calls it, on a tiny batch of the task's shapes and dtypes,
+        and refuses one that raises there, does not return one finite
+        number or does not depend on the network's output (e.g. a
+        regression loss for a classifier, a class-index loss for a
+        regressor) with a ``ValueError``.
     callbacks : list or None, default=None
         Callbacks of skorch (instances or ``(name, callback)`` pairs), e.g.
         ``EpochScoring``, ``Checkpoint``, ``LRScheduler``, ``ProgressBar``.

@@ -79,8 +79,13 @@ def frame_values(estimator: Any, X: Any) -> np.ndarray | None:
         return None
     if X.shape[0] < 1 or X.shape[1] != len(names):
         return None
-    if not X.columns.equals(_name_index(estimator, names)):
-        return None
+    index = _name_index(estimator, names)
+    if X.columns is not index:
+        if not X.columns.equals(index):
+            return None
+        # an equal Index (immutable) stands for the names from now on: the
+        # next frame named with that same Index object is matched at once
+        _NAME_INDEX[estimator] = (names, X.columns)
     values = X.to_numpy()  # all-float32 columns give float32, a mix of floats float64
     if values.dtype != np.float32:
         if values.dtype != np.float64:

@@ -27,6 +27,7 @@ from sklearn.utils.validation import (
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
+from mmsk import _portable
 from mmsk._torch import draw_seed, resolve_device, torch_seeded, torch_threads
 from mmsk.fusion._core import (
     PREDICT_BATCH_SIZE,
@@ -39,6 +40,7 @@ from mmsk.fusion._data import (
     mask_blocks,
 )
 from mmsk.fusion._pairs import PairsMixin
+from mmsk.fusion._retrieval_state import retriever_from_portable, retriever_to_portable
 from mmsk.fusion.blocks import resolve_towers
 from mmsk.fusion.contrastive import DualEncoder, InfoNCELoss, top_k
 from mmsk.fusion.encoders import SEQUENCE_KINDS
@@ -349,45 +351,61 @@ class CrossModalRetriever(TransformerMixin, PairsMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
         self.device_ = resolve_device(self.device)
-        batch_size = n_samples if self.batch_size == -1 else self.batch_size
-        net = NeuralNet(
-            module=DualEncoder,
-            module__dims=[self.modality_dims_[m] for m in self.modalities_],
-            module__towers=[(k, dict(o)) for k, o in self._towers],
-            module__hidden_units=self.hidden_units,
-            module__embed_dim=self.embed_dim,
-            module__n_layers=self.n_layers,
-            module__dropout=self.dropout,
-            module__norm=self.norm,
-            module__means=means,
-            module__scales=scales,
-            module__temperature=self.temperature,
-            module__learn_temperature=self.learn_temperature,
-            criterion=InfoNCELoss,
-            optimizer=self.optimizer,
-            optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=batch_size,
-            train_split=None
-            if fraction is None
-            else ValidSplit(fraction, stratified=False, random_state=split_seed),
-            callbacks=self._callbacks(fraction is not None, stop_early),
-            dataset=FusionDataset,
-            dataset__device=self.device_,
-            iterator_train=BatchIterator,
-            iterator_train__shuffle=True,
-            iterator_train__seed=shuffle_seed,
-            iterator_valid=BatchIterator,
-            iterator_valid__batch_size=max(n_samples, 1),
-            device=self.device_,
-            verbose=self.verbose,
-        )
+        # plain data (no torch object): what builds the net again, in fit and on loading
+        self._net_spec = {
+            "module": {
+                "dims": [self.modality_dims_[m] for m in self.modalities_],
+                "towers": [(k, dict(o)) for k, o in self._towers],
+                "hidden_units": self.hidden_units,
+                "embed_dim": self.embed_dim,
+                "n_layers": self.n_layers,
+                "dropout": self.dropout,
+                "norm": self.norm,
+                "means": means,
+                "scales": scales,
+                "temperature": self.temperature,
+                "learn_temperature": self.learn_temperature,
+            },
+            "batch_size": n_samples if self.batch_size == -1 else self.batch_size,
+            "fraction": fraction,
+            "stop_early": stop_early,
+            "seeds": (shuffle_seed, split_seed),
+            "valid_batch_size": max(n_samples, 1),
+        }
+        net = self._build_net(self._net_spec, self.device_)
         with torch_threads(self.n_jobs), torch_seeded(seed, self.device_):
             net.fit(prepared, codes.astype(np.int64))
         self.net_ = net
         self.temperature_ = float(1.0 / net.module_.logit_scale().detach().cpu())
         return self
+
+    def _build_net(self, spec: Mapping[str, Any], device: Any) -> NeuralNet:
+        """Return the skorch net of ``spec`` (recorded by ``fit``) on ``device``, uninitialized."""
+        shuffle_seed, split_seed = spec["seeds"]
+        fraction = spec["fraction"]
+        return NeuralNet(
+            module=DualEncoder,
+            **{f"module__{key}": value for key, value in spec["module"].items()},
+            criterion=InfoNCELoss,
+            optimizer=self.optimizer,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=spec["batch_size"],
+            train_split=None
+            if fraction is None
+            else ValidSplit(fraction, stratified=False, random_state=split_seed),
+            callbacks=self._callbacks(fraction is not None, spec["stop_early"]),
+            dataset=FusionDataset,
+            dataset__device=device,
+            iterator_train=BatchIterator,
+            iterator_train__shuffle=True,
+            iterator_train__seed=shuffle_seed,
+            iterator_valid=BatchIterator,
+            iterator_valid__batch_size=spec["valid_batch_size"],
+            device=device,
+            verbose=self.verbose,
+        )
 
     # -- the space ---------------------------------------------------------------------------
 
@@ -546,8 +564,22 @@ class CrossModalRetriever(TransformerMixin, PairsMixin, BaseEstimator):
         """
         return float(np.mean(_ranks(self, X, y) <= 1))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Return the state to pickle; the portable state inside :func:`mmsk._portable.saving`."""
+        state = super().__getstate__()
+        memo = _portable.saving_memo()
+        if memo is None:
+            return state
+        if id(self) not in memo:
+            memo[id(self)] = retriever_to_portable(self, state)
+        return memo[id(self)]
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled estimator; ``device_`` follows skorch's device mapping."""
+        """Restore a pickled or portable estimator; ``device_`` follows skorch's device mapping."""
+        if _portable.PORTABLE_KEY in state:
+            state = retriever_from_portable(self, state)
+            super().__setstate__(state)
+            return
         super().__setstate__(state)
         if "net_" in self.__dict__:
             device = self.net_.device
