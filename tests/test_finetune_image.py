@@ -258,3 +258,13 @@ def test_a_submodule_layer_gives_its_output(weights):
         "bn1.running_var",
         "bn1.num_batches_tracked",
     }
+
+
+def test_onnx_export_matches_predict_proba(weights, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    X, y = _frame(n=16)
+    pipe = _pipeline(weights, trainable_layers=1).fit(X, y)
+    clf, blocks = pipe[-1], pipe[:-1].transform(X)
+    session = ort.InferenceSession(str(clf.to_onnx(tmp_path / "net.onnx")))
+    (out,) = session.run(None, clf.onnx_inputs(blocks))
+    np.testing.assert_allclose(out, clf.predict_proba(blocks), atol=1e-4)
