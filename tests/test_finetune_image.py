@@ -141,7 +141,7 @@ def test_all_layers_and_name_prefixes(weights):
     assert {n.split(".")[0] for n in _changed(only_bn, weights)} == {"bn1"}
 
 
-def test_a_module_object_is_copied_and_its_weights_used(weights):
+def test_a_module_object_is_copied_and_its_weights_used(weights, tmp_path):
     torch.manual_seed(1)
     given = TinyCNN()
     given.load_state_dict(torch.load(weights, weights_only=True))
@@ -151,6 +151,9 @@ def test_a_module_object_is_copied_and_its_weights_used(weights):
     assert _changed(pipe, weights)  # fine-tuned ...
     assert all(torch.equal(v, before[k]) for k, v in given.state_dict().items())  # ... a copy
     assert not _changed(pipe, weights) - {"conv2.weight", "conv2.bias"}
+    path = mmsk.save(pipe, tmp_path / "model.skops")  # an object: its weights, not the object
+    again = mmsk.load(path, architectures={"image": TinyCNN()})
+    np.testing.assert_array_equal(again.predict_proba(X), pipe.predict_proba(X))
 
 
 def test_grid_search_over_trainable_layers(weights):
@@ -170,10 +173,12 @@ def test_grid_search_over_trainable_layers(weights):
 
 def test_save_load_round_trip_needs_the_architecture_again(weights, tmp_path):
     X, y = _frame(n=16)
-    pipe = _pipeline(weights, trainable_layers=1).fit(X, y)
+    copy = tmp_path / "tiny_cnn.pt"
+    copy.write_bytes(open(weights, "rb").read())
+    pipe = _pipeline(str(copy), trainable_layers=1).fit(X, y)
     expected = pipe.predict_proba(X)
     path = mmsk.save(pipe, tmp_path / "model.skops")
-    (tmp_path / "tiny_cnn.pt").write_bytes(b"")  # (the weights file is not read on load)
+    copy.unlink()  # the fine-tuned weights are in the file: the weights file is not read
     with pytest.raises(ValueError, match=r"architectures=\{'image'"):
         mmsk.load(path)
     again = mmsk.load(path, architectures={"image": TinyCNN})
