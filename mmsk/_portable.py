@@ -27,9 +27,11 @@ import numpy as np
 
 __all__ = [
     "PORTABLE_KEY",
+    "ArchitectureNeededError",
     "PORTABLE_VERSION",
     "history_from_json",
     "history_to_json",
+    "load_architectures",
     "load_device",
     "loading",
     "saving",
@@ -46,6 +48,18 @@ PORTABLE_VERSION = 1
 # object for its state twice (``__reduce__`` and then ``__getstate__``).
 _SAVING: ContextVar[dict[int, Any] | None] = ContextVar("mmsk_portable_saving", default=None)
 _DEVICE: ContextVar[Any] = ContextVar("mmsk_portable_device", default="cpu")
+_ARCHITECTURES: ContextVar[Mapping[str, Any] | None] = ContextVar(
+    "mmsk_portable_architectures", default=None
+)
+
+
+class ArchitectureNeededError(ValueError):
+    """A saved fusion net whose image backbone was a Python object: loading needs it again.
+
+    A safe model file stores a ``"pretrained_image"`` tower's weights, never
+    its code; :func:`mmsk.load` takes the architecture as
+    ``architectures={block: module or class}``.
+    """
 
 
 @contextlib.contextmanager
@@ -79,13 +93,16 @@ def saving_memo() -> dict[int, Any] | None:
 
 
 @contextlib.contextmanager
-def loading(device: Any = "cpu") -> Iterator[None]:
+def loading(device: Any = "cpu", architectures: Mapping[str, Any] | None = None) -> Iterator[None]:
     """Within the block, portable fusion estimators rebuild their nets on ``device``.
 
     Parameters
     ----------
     device : str or torch.device, default="cpu"
         Where the nets go; ``"auto"`` picks a GPU when there is one.
+    architectures : dict or None, default=None
+        Block name -> the torch module (or class or function) that a
+        ``"pretrained_image"`` tower's backbone was built from at fit.
 
     Yields
     ------
@@ -102,15 +119,22 @@ def loading(device: Any = "cpu") -> Iterator[None]:
     'cpu'
     """
     token = _DEVICE.set(device)
+    given = _ARCHITECTURES.set(architectures)
     try:
         yield
     finally:
+        _ARCHITECTURES.reset(given)
         _DEVICE.reset(token)
 
 
 def load_device() -> Any:
     """Return the device of the active :func:`loading` block (``"cpu"`` outside one)."""
     return _DEVICE.get()
+
+
+def load_architectures() -> Mapping[str, Any] | None:
+    """Return the architectures of the active :func:`loading` block (None outside one)."""
+    return _ARCHITECTURES.get()
 
 
 def weights_to_bytes(module: Any) -> bytes:

@@ -24,6 +24,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +256,13 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
         return _card_of(archive, path)
 
 
-def load(path: str | os.PathLike[str], *, trusted: bool = False, map_location: Any = "cpu") -> Any:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    trusted: bool = False,
+    map_location: Any = "cpu",
+    architectures: Mapping[str, Any] | None = None,
+) -> Any:
     """Load an estimator from a model file; a pickle only with ``trusted=True``.
 
     The file's format is told from its first bytes, without unpickling
@@ -277,6 +284,14 @@ def load(path: str | os.PathLike[str], *, trusted: bool = False, map_location: A
         loads on a machine without one), ``"cuda"``, ``"cuda:1"`` or
         ``"auto"`` (a GPU when there is one). Safe files only; pickles
         go where skorch maps them.
+    architectures : dict or None, default=None
+        Block name -> the torch module, or the class or function that
+        builds it, of a ``"pretrained_image"`` tower whose backbone was
+        given at fit as such a Python object: a safe file stores the
+        fine-tuned weights of the backbone, never its code, so loading
+        needs the architecture again (the weights are then loaded into
+        a copy of it). Not needed for a backbone given as a torchvision
+        name. Safe files only.
 
     Returns
     -------
@@ -294,6 +309,9 @@ def load(path: str | os.PathLike[str], *, trusted: bool = False, map_location: A
     ModelFileError
         If the file is not a model file, is damaged (truncated, edited, a
         zip of something else), or has a newer format version.
+    ValueError
+        (:class:`mmsk._portable.ArchitectureNeededError`) If an image
+        backbone needs its architecture and ``architectures`` lacks it.
 
     Warns
     -----
@@ -323,14 +341,20 @@ def load(path: str | os.PathLike[str], *, trusted: bool = False, map_location: A
     >>> again.model_card_["fusion"][0]["modalities"]
     {'input': 3}
     """
-    model, card = load_with_card(path, trusted=trusted, map_location=map_location)
+    model, card = load_with_card(
+        path, trusted=trusted, map_location=map_location, architectures=architectures
+    )
     if card is not None:
         _attach_card(model, card)
     return model
 
 
 def load_with_card(
-    path: str | os.PathLike[str], *, trusted: bool = False, map_location: Any = "cpu"
+    path: str | os.PathLike[str],
+    *,
+    trusted: bool = False,
+    map_location: Any = "cpu",
+    architectures: Mapping[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """Load a model file as :func:`load` does; return the estimator and its card.
 
@@ -347,6 +371,8 @@ def load_with_card(
         Allow a pickle or joblib file.
     map_location : str or torch.device, default="cpu"
         Device for the fusion nets.
+    architectures : dict or None, default=None
+        Image backbones given at fit as Python objects, by block name.
 
     Returns
     -------
@@ -355,6 +381,11 @@ def load_with_card(
     card : dict or None
         Its model card.
     """
+    if architectures is not None and not isinstance(architectures, Mapping):
+        raise ValueError(
+            "architectures must be None or a dict of block name -> torch module (or the class "
+            f"or function that builds it), got {architectures!r}"
+        )
     file = _existing(path)
     kind = _sniff(file)
     if kind == "pickle":
@@ -371,10 +402,10 @@ def load_with_card(
         except (ValueError, zipfile.BadZipFile, OSError) as exc:
             raise ModelFileError(f"{path} is damaged: {_reason(exc)}") from exc
     _warn_versions(card, path)
-    return _load_skops(data, path, schema, device), card
+    return _load_skops(data, path, schema, device, architectures), card
 
 
-def _load_skops(data: bytes, path: Any, schema: Any, device: Any) -> Any:
+def _load_skops(data: bytes, path: Any, schema: Any, device: Any, architectures: Any = None) -> Any:
     import skops.io as sio
 
     from . import _portable
@@ -391,8 +422,10 @@ def _load_skops(data: bytes, path: Any, schema: Any, device: Any) -> Any:
             "edited since; it is not loaded"
         )
     try:
-        with _portable.loading(device):
+        with _portable.loading(device, architectures):
             return sio.loads(data, trusted=untrusted)
+    except _portable.ArchitectureNeededError as exc:
+        raise _portable.ArchitectureNeededError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises
         raise ModelFileError(f"{path} is damaged: {_reason(exc)}") from exc
 

@@ -46,6 +46,7 @@ from mmsk.fusion._data import (
     mask_blocks,
     scaling_rule,
 )
+from mmsk.fusion._image_portable import restore_architectures, without_architectures
 from mmsk.fusion._predict import frame_values, net_output
 from mmsk.fusion._training import LR_SCHEDULES, training_callbacks
 from mmsk.fusion._weights import (
@@ -60,6 +61,7 @@ from mmsk.fusion.blocks import BlockLayout, find_layout, is_dict, resolve_towers
 from mmsk.fusion.encoders import SEQUENCE_KINDS
 from mmsk.fusion.modules import FUSIONS, FusionModule
 from mmsk.fusion.pretrained import from_config_only, load_config
+from mmsk.fusion.pretrained_image import probe_backbone
 
 __all__ = ["PREDICT_BATCH_SIZE", "FusionBase", "RefreshBatchNorm"]
 
@@ -400,6 +402,9 @@ class FusionBase(BaseEstimator):
         for i, (kind, options) in enumerate(self._towers):
             if kind == "pretrained" and options["config"] is None:
                 options["config"] = load_config(options["model"])
+            elif kind == "pretrained_image" and options["features"] is None:
+                where = f"towers[{self._layout.names[i]!r}]"
+                options["features"] = probe_backbone(options, where)
             elif kind in SEQUENCE_KINDS and options["vocab_size"] is None:
                 block = prepared[block_key(i)]
                 options["vocab_size"] = max(int(block.max(initial=0)) + 1, 2)
@@ -410,7 +415,7 @@ class FusionBase(BaseEstimator):
             prepared, len(self._towers), rules, sample_weight, names=self._layout.names
         )
         for i, (kind, options) in enumerate(self._towers):
-            if kind in SEQUENCE_KINDS:
+            if kind in SEQUENCE_KINDS or kind == "pretrained_image":  # (its own mean/std)
                 means[i] = scales[i] = None
             elif kind == "conv" and rules[i] != "none":
                 means[i], scales[i] = channel_stats(prepared, i, options["shape"], sample_weight)
@@ -558,7 +563,7 @@ class FusionBase(BaseEstimator):
         own_lr = [  # a pretrained encoder trains at its own learning rate
             (f"towers.{i}.model.*", {"lr": options["lr"]})
             for i, (kind, options) in enumerate(self._towers)
-            if kind == "pretrained" and options.get("lr") is not None
+            if kind in ("pretrained", "pretrained_image") and options.get("lr") is not None
         ]
         if own_lr:
             optimizer_kwargs["param_groups"] = [
@@ -576,7 +581,7 @@ class FusionBase(BaseEstimator):
         # (not for a pretrained tower alone: the refresh would cost one more pass
         # of the big encoder over the training rows)
         if self.norm == "batch" and any(
-            kind not in ("mlp", "pretrained") for kind, _ in self._towers
+            kind not in ("mlp", "pretrained", "pretrained_image") for kind, _ in self._towers
         ):
             callbacks.append(("refresh_batch_norm", RefreshBatchNorm()))
         train_split = None
@@ -778,7 +783,7 @@ class FusionBase(BaseEstimator):
 
     def _to_portable(self, state: dict[str, Any]) -> dict[str, Any]:
         """Return ``state`` with each skorch net replaced by its weights and history."""
-        state = dict(state)
+        state = without_architectures(state)  # a backbone object: its weights only
         nets = state.pop("nets_", None) or ([state["net_"]] if "net_" in state else None)
         state.pop("net_", None)
         state.pop("history_", None)  # the first net's history, stored with the nets
@@ -809,6 +814,7 @@ class FusionBase(BaseEstimator):
                 f"{type(self).__name__}: unknown portable state version {version!r} (this mmsk "
                 f"reads version {_portable.PORTABLE_VERSION})"
             )
+        state = restore_architectures(state)
         super().__setstate__(state)
         records = portable.get("nets")
         if records is None:

@@ -53,8 +53,17 @@ _NETWORK = """\
         (or an int: the top layers that train, 0 freezes the encoder),
         ``lr=3e-5`` (the encoder's own learning rate; None: ``lr``),
         ``pooling="mean"`` (or ``"cls"``); ``fit`` stores the model's
-        ``config`` in ``towers_`` (see ``docs/finetune.md``). E.g. ``{"image": "conv", "text":
-        ("gru", {"bidirectional": True})}``.
+        ``config`` in ``towers_`` (see ``docs/finetune.md``).
+        ``"pretrained_image"`` fine-tunes a torch image backbone over the
+        pixels of ``ImagePixels``; options ``model`` (required: a module, a
+        class or function that builds one, or a torchvision name),
+        ``weights`` (a state dict file, or a torchvision weights name),
+        ``layer="penultimate"`` (the head is removed), ``trainable_layers=
+        "all"`` (or an int: the top layers that train, 0 freezes the
+        backbone; or a list of parameter-name prefixes), ``lr=1e-4``,
+        ``mean``/``std`` (ImageNet's; the normalisation applied inside the
+        tower); ``fit`` stores ``shape`` and ``features`` in ``towers_``.
+        E.g. ``{"image": "conv", "text": ("gru", {"bidirectional": True})}``.
     hidden_units : int, default=64
         Width of the hidden layers of the towers and the head.
     n_layers : int, default=1

@@ -536,6 +536,10 @@ def resolve_towers(
                 )
         elif kind == "pretrained":
             _check_pretrained_block(name, dim, cols, where)
+        elif kind == "pretrained_image":
+            from mmsk.fusion.pretrained_image import check_image_block
+
+            check_image_block(options, name, dim, found, where, _show(cols))
         elif kind in SEQUENCE_KINDS and found is not None and found[0] == "image":
             raise ValueError(
                 f"{where}: a {kind!r} tower reads token ids, but block {name!r} is an "

@@ -56,7 +56,7 @@ PAD_ID = 0
 OOV_ID = 1
 
 #: The kinds of tower, in the order the docs list them.
-TOWER_KINDS = ("mlp", "conv", "gru", "lstm", "transformer", "pretrained")
+TOWER_KINDS = ("mlp", "conv", "gru", "lstm", "transformer", "pretrained", "pretrained_image")
 #: The towers over token ids (int64 blocks, padding masked, no standardisation).
 SEQUENCE_KINDS = ("gru", "lstm", "transformer", "pretrained")
 
@@ -88,6 +88,18 @@ TOWER_OPTIONS: dict[str, dict[str, Any]] = {
         "lr": 3e-5,
         "pooling": "mean",
         "config": None,
+    },
+    # a torch image backbone, fine-tuned (mmsk.fusion.pretrained_image.PRETRAINED_IMAGE_OPTIONS)
+    "pretrained_image": {
+        "model": None,
+        "weights": None,
+        "layer": "penultimate",
+        "trainable_layers": "all",
+        "lr": 1e-4,
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "shape": None,
+        "features": None,
     },
 }
 
@@ -142,6 +154,10 @@ def check_tower(spec: Any, where: str) -> tuple[str, dict[str, Any]]:
         from mmsk.fusion.pretrained import check_pretrained
 
         return kind, check_pretrained(given, where)
+    if kind == "pretrained_image":
+        from mmsk.fusion.pretrained_image import check_pretrained_image
+
+        return kind, check_pretrained_image(given, where)
     options = dict(TOWER_OPTIONS[kind])
     for key, value in given.items():
         if key not in options:

@@ -41,6 +41,7 @@ from mmsk.fusion.encoders import (
     norm_layer,
 )
 from mmsk.fusion.pretrained import PretrainedTextEncoder
+from mmsk.fusion.pretrained_image import PretrainedImageEncoder
 from mmsk.fusion.wide import WideLinear
 
 __all__ = [
@@ -154,7 +155,7 @@ def build_tower(
 
     Parameters
     ----------
-    kind : {"mlp", "conv", "gru", "lstm", "transformer", "pretrained"}
+    kind : {"mlp", "conv", "gru", "lstm", "transformer", "pretrained", "pretrained_image"}
         The tower kind (:data:`mmsk.fusion.encoders.TOWER_KINDS`).
     in_dim : int
         Width of the block.
@@ -197,6 +198,8 @@ def build_tower(
         )
     if kind == "pretrained":
         return PretrainedTextEncoder(**opts, **common)
+    if kind == "pretrained_image":  # its None options mean something: passed as they are
+        return PretrainedImageEncoder(**dict(options or {}), **common)
     needed = "shape" if kind == "conv" else "vocab_size" if kind in SEQUENCE_KINDS else None
     if needed is not None and needed not in opts:
         raise ValueError(f"a {kind!r} tower needs the option {needed!r}")
@@ -649,11 +652,12 @@ class FusionModule(nn.Module):
         1
         """
         towers = [(i, t) for i, t in enumerate(self.towers) if not isinstance(t, Tower)]
-        norms = [
+        frozen = {id(m) for _, tower in towers for m in getattr(tower, "frozen", [])}
+        norms = [  # (a frozen layer of a pretrained backbone keeps its statistics)
             m
             for _, tower in towers
             for m in tower.modules()
-            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) and id(m) not in frozen
         ]
         if not norms:
             return
