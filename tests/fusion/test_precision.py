@@ -191,3 +191,43 @@ def test_cuda_fit_in_every_precision(precision, blocks_data):
     reg = FusionRegressor(precision=precision, device="cuda", **{**FAST, "max_epochs": 30})
     target = X["m0"][:, 0]
     assert reg.fit(X, target).score(X, target) > 0.6
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late", "gated", "attention", "tensor"])
+def test_every_tower_kind_trains_under_bf16_autocast(fusion):
+    from mmsk.fusion.modules import FusionModule
+
+    vocab, length, n = 30, 6, 12
+    towers = [
+        ("conv", {"shape": (1, 8, 8), "width": 4}),
+        ("gru", {"vocab_size": vocab}),
+        ("lstm", {"vocab_size": vocab, "bidirectional": True}),
+        ("transformer", {"vocab_size": vocab, "embedding_dim": 8}),
+        ("mlp", {}),
+    ]
+    module = FusionModule(
+        dims=[64, length, length, length, 3],
+        n_outputs=3,
+        fusion=fusion,
+        hidden_units=8,
+        towers=towers,
+    ).train()
+    ids = torch.randint(1, vocab, (n, length))
+    batch = {
+        "x0": torch.randn(n, 64),
+        "x1": ids,
+        "x2": ids,
+        "x3": ids,
+        "x4": torch.randn(n, 3),
+        "mask": torch.ones(n, 5, dtype=torch.bool),
+    }
+    seen = set()
+    for m in module.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda m, args, output: seen.add(output.dtype))
+    with autocast("bf16", "cpu"):
+        out = module(**batch)
+    assert seen == {torch.bfloat16} and torch.isfinite(out.float()).all()
+    out.float().sum().backward()
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
