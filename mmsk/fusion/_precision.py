@@ -21,7 +21,7 @@ the float32 module, whatever the precision.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -298,19 +298,18 @@ def precision_net_class(classifier: bool, weighted: bool) -> type:
     return _CLASSES[(bool(classifier), bool(weighted))]
 
 
-@contextlib.contextmanager
-def module_autocast(net: Any) -> Iterator[None]:
-    """Run a block (a direct module call) under the net's autocast, if it has one.
+def module_autocast(net: Any) -> contextlib.AbstractContextManager[Any]:
+    """Return the autocast context of a net, for a direct call of its module.
 
     Parameters
     ----------
     net : skorch.NeuralNet
-        A fusion net; a plain skorch net runs in float32.
+        A fusion net; a plain skorch net (``precision="32"``) runs in float32.
 
-    Yields
-    ------
-    None
-        Control returns to the ``with`` block.
+    Returns
+    -------
+    context manager
+        :func:`autocast` of the net's precision on its device.
 
     Examples
     --------
@@ -321,6 +320,7 @@ def module_autocast(net: Any) -> Iterator[None]:
     ...     torch.nn.Linear(2, 1)(torch.ones(1, 2)).dtype
     torch.bfloat16
     """
-    precision = getattr(net, "precision", "32")
-    with autocast(precision, net.device):
-        yield
+    precision = net.__dict__.get("precision", "32")
+    if precision == "32":
+        return contextlib.nullcontext()
+    return autocast(precision, net.device)
