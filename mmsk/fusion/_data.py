@@ -547,7 +547,8 @@ class FusionDataset(Dataset):
         torch.Size([2, 2])
         """
         out, y, event = self.stage(index, host_index)
-        self._stager.ready([*out.values(), y], event)
+        if event is not None:
+            self._stager.ready([*out.values(), y], event)
         return out, y
 
     def stage(
@@ -693,5 +694,6 @@ class BatchIterator:
             return
         stager = self.dataset._stager
         for out, y, event in one_ahead(self.dataset.stage(*pair) for pair in indices):
-            stager.ready([*out.values(), y], event)
+            if event is not None:
+                stager.ready([*out.values(), y], event)
             yield out, y

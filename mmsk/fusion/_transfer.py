@@ -31,6 +31,8 @@ from scipy import sparse
 
 __all__ = ["Stager", "densify", "one_ahead"]
 
+_NO_STREAM = contextlib.nullcontext()  # (reusable: it does nothing)
+
 
 def _pinned(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
     return tensor.pin_memory() if pin else tensor
@@ -117,7 +119,7 @@ class Stager:
     def copying(self) -> contextlib.AbstractContextManager[Any]:
         """Return the context in which the copies are issued (the side stream, if any)."""
         if self.stream is None:
-            return contextlib.nullcontext()
+            return _NO_STREAM
         return torch.cuda.stream(self.stream)
 
     def gather(self, value: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
