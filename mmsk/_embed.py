@@ -8,7 +8,10 @@ on whole batches of items instead of one item at a time. The item rules of
 NaN row without touching the model, an unreadable one an
 :class:`~mmsk._items.ItemError` (or, with ``on_error="nan"``, a NaN row and
 one warning), and ``memory=`` caches each item's vector by its content, so
-a cached item is never decoded nor embedded again.
+a cached item is never decoded nor embedded again. Without ``n_jobs``, a
+background thread decodes the next chunk of items while the model embeds
+the current one (:func:`decoded_ahead`); the output order and the item
+policy are the same as decoding in line.
 
 torch is imported inside the functions: importing this module stays cheap.
 """
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import joblib
@@ -85,6 +90,90 @@ def _prepare_chunk(
             failure = (row_name(row, label), describe_item(item), reason)
             results.append((row, None, failure, _FAILED))
     return results, records
+
+
+#: Decoded chunks the decoding thread may hold ready ahead of the model.
+DECODE_AHEAD = 2
+
+_END = object()
+
+
+def decoded_ahead(
+    function: Callable[..., Any], tasks: Iterable[tuple[Any, ...]], depth: int = DECODE_AHEAD
+) -> Iterator[Any]:
+    """Yield ``function(*task)`` for each task in order, computed ahead by one thread.
+
+    A background thread runs the tasks one after the other and keeps at
+    most ``depth`` results waiting in a bounded queue, so that decoding
+    chunk k+1 overlaps the model's forward pass on chunk k (PIL, NumPy and
+    torch release the GIL while they work). The results come in the
+    tasks' order. An exception of a task is raised here, when its result
+    would have come, and the thread runs no further task; closing the
+    generator early (an error of the model) stops the thread too.
+
+    Parameters
+    ----------
+    function : callable
+        Called as ``function(*task)``.
+    tasks : iterable of tuple
+        The arguments of each call.
+    depth : int, default=DECODE_AHEAD
+        Results held ready at most.
+
+    Yields
+    ------
+    object
+        ``function(*task)``, in the order of ``tasks``.
+
+    Raises
+    ------
+    Exception
+        The first exception a task raised.
+
+    Examples
+    --------
+    >>> from mmsk._embed import decoded_ahead
+    >>> list(decoded_ahead(pow, [(2, 3), (3, 2), (10, 0)]))
+    [8, 9, 1]
+    """
+    ready: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for task in tasks:
+                if stop.is_set():
+                    return
+                try:
+                    put((True, function(*task)))
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                    put((False, exc))
+                    return
+        finally:
+            put(_END)
+
+    thread = threading.Thread(target=work, name="mmsk-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            ok, value = item
+            if not ok:
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 class _ShapeError(ValueError):
@@ -362,7 +451,11 @@ class Embedder(ItemTransformer):
             )
             for chunk in chunks
         ]
-        results = self._run(_prepare_chunk, tasks) if tasks else ()
+        ahead = len(tasks) > 1 and joblib.effective_n_jobs(self.n_jobs) == 1
+        if ahead:
+            results = decoded_ahead(_prepare_chunk, tasks)  # decoding overlaps the model
+        else:
+            results = self._run(_prepare_chunk, tasks) if tasks else ()
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
@@ -383,23 +476,27 @@ class Embedder(ItemTransformer):
         dedupe_key = self._dedupe_key if own_dedupe else None
         pending = _Pending()
         read: list[Any] = []  # path-key records of the files read
-        for chunk, (prepared, records) in zip(chunks, results, strict=True):
-            read.extend(records)
-            for row, key, value, kind in prepared:
-                if kind == _INPUT:
-                    same = dedupe_key(value) if key is None and dedupe_key else key
-                    pending.add(row, key, value, same)
-                    if len(pending.inputs) >= step:
-                        self._flush(model, pending, out, cache, report)
-                        pending = _Pending()
-                elif kind == _HIT:
-                    out[row] = value
-                    if cache is not None:
-                        cache.remember([key], value[np.newaxis])
-                else:
-                    failures.append((row, value))
-            if bar is not None:
-                bar.update(len(chunk))
+        try:
+            for chunk, (prepared, records) in zip(chunks, results, strict=True):
+                read.extend(records)
+                for row, key, value, kind in prepared:
+                    if kind == _INPUT:
+                        same = dedupe_key(value) if key is None and dedupe_key else key
+                        pending.add(row, key, value, same)
+                        if len(pending.inputs) >= step:
+                            self._flush(model, pending, out, cache, report)
+                            pending = _Pending()
+                    elif kind == _HIT:
+                        out[row] = value
+                        if cache is not None:
+                            cache.remember([key], value[np.newaxis])
+                    else:
+                        failures.append((row, value))
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if ahead:  # stop the decoding thread (an error of the model or an item)
+                results.close()
         if pending.rows:
             self._flush(model, pending, out, cache, report)
         if cache is not None:

@@ -181,6 +181,7 @@ class _FrozenImageModel:
             (p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32
         )
         self._box: list[Any] = []
+        self._stat_tensors: dict[Any, tuple[Any, Any]] = {}  # per (mean, std): on the device
         if layer is None:
             self.where = _OUTPUT
             return
@@ -200,6 +201,22 @@ class _FrozenImageModel:
             self.where = f"the output of {layer!r}"
             target.register_forward_hook(self._keep_output)
 
+    def _stats(self, mean: Any, std: Any) -> tuple[Any, Any]:
+        """Return ``mean`` and ``std`` as ``(1, C, 1, 1)`` tensors on the device, made once."""
+        key = (None if mean is None else tuple(mean), None if std is None else tuple(std))
+        stats = self._stat_tensors.get(key)
+        if stats is None:
+            import torch
+
+            stats = tuple(
+                None
+                if value is None
+                else torch.tensor(value, dtype=self.dtype, device=self.device).view(1, -1, 1, 1)
+                for value in key
+            )
+            self._stat_tensors[key] = stats
+        return stats
+
     def _keep_input(self, module: Any, args: tuple) -> None:
         self._box.append(args[0] if args else None)
         raise _Stop
@@ -213,13 +230,17 @@ class _FrozenImageModel:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(pixels).to(self.device, non_blocking=True)
+            host = torch.from_numpy(pixels)
+            if self.device.type == "cuda":  # an asynchronous copy needs page-locked memory
+                host = host.pin_memory()
+            x = host.to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).to(self.dtype, memory_format=torch.contiguous_format)
             x = x.div_(255)
-            if mean is not None:
-                x = x.sub_(torch.tensor(mean, dtype=self.dtype).to(self.device).view(1, -1, 1, 1))
-            if std is not None:
-                x = x.div_(torch.tensor(std, dtype=self.dtype).to(self.device).view(1, -1, 1, 1))
+            shift, scale = self._stats(mean, std)
+            if shift is not None:
+                x = x.sub_(shift)
+            if scale is not None:
+                x = x.div_(scale)
             try:
                 out = self.module(x)
             except _Stop:

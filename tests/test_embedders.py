@@ -642,3 +642,14 @@ def test_sentence_embedder_runs_more_texts_than_one_chunk(minilm):
     assert out.shape == (1026, 384)
     np.testing.assert_allclose(out[0], out[1024], rtol=1e-5, atol=1e-6)
     assert not np.allclose(out[0], out[1025])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no cuda device")
+def test_sentence_embedder_on_cuda_decoding_ahead_matches_the_cpu(minilm):
+    texts = [f"text {i} about {('cats', 'dogs', 'the weather')[i % 3]}" for i in range(2100)]
+    # 2100 texts: three chunks of 1024, the next one prepared while one is embedded
+    gpu = SentenceEmbedder(model=minilm, device="cuda", batch_size=64).fit_transform(texts)
+    cpu = SentenceEmbedder(model=minilm, device="cpu", batch_size=64).fit_transform(texts[:64])
+    np.testing.assert_allclose(gpu[:64], cpu, atol=1e-3)
+    assert np.isfinite(gpu).all() and gpu.shape[0] == 2100

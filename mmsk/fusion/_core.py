@@ -47,6 +47,12 @@ from mmsk.fusion._data import (
     scaling_rule,
 )
 from mmsk.fusion._image_portable import restore_architectures, without_architectures
+from mmsk.fusion._precision import (
+    check_precision,
+    float32_outputs,
+    module_autocast,
+    precision_net_class,
+)
 from mmsk.fusion._predict import frame_values, net_output
 from mmsk.fusion._training import LR_SCHEDULES, training_callbacks
 from mmsk.fusion._weights import (
@@ -118,7 +124,8 @@ class RefreshBatchNorm(Callback):
         """Refresh the statistics from the training split of ``X``."""
         dataset, _ = net.get_split_datasets(X, y)
         batches = (to_tensor(xb, net.device) for xb, _ in net.get_iterator(dataset, training=True))
-        net.module_.refresh_batch_norm(batches)
+        with module_autocast(net):  # the statistics of what the module sees in training
+            net.module_.refresh_batch_norm(batches)
 
 
 class _Names:
@@ -204,6 +211,7 @@ class FusionBase(BaseEstimator):
         if self.callbacks is not None and not isinstance(self.callbacks, list | tuple):
             raise ValueError(f"callbacks must be a list or None, got {self.callbacks!r}")
         self._check_torch_params()
+        check_precision(self._precision())
         if self.towers is not None and not isinstance(self.towers, str | tuple | list | Mapping):
             raise ValueError(
                 "towers must be None, a tower kind (str), a (kind, options) pair or a dict "
@@ -215,6 +223,9 @@ class FusionBase(BaseEstimator):
                 f"fusion='attention' needs embed_dim divisible by n_heads; got embed_dim="
                 f"{embed_dim} (hidden_units={self.hidden_units}) and n_heads={self.n_heads}"
             )
+
+    def _precision(self) -> str:
+        return self.__dict__.get("precision", "32")  # (pickled before precision existed)
 
     def _check_torch_params(self) -> None:
         """Check what skorch and torch would only refuse late: mid-build or mid-training."""
@@ -519,6 +530,7 @@ class FusionBase(BaseEstimator):
         self.early_stopping_ = stop_early
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
+        check_precision(self._precision(), self.device_)
         weighted = weight is not None
         data = prepared
         if weighted:
@@ -596,6 +608,9 @@ class FusionBase(BaseEstimator):
         net_class = self._net_class
         if spec.get("weighted"):
             net_class = WeightedNetClassifier if self._is_clf() else WeightedNetRegressor
+        if self._precision() != "32":  # ("32": skorch's own nets, as before precision existed)
+            net_class = precision_net_class(self._is_clf(), bool(spec.get("weighted")))
+            net_kwargs["precision"] = self._precision()
         return net_class(
             module=FusionModule,
             criterion=criterion,
@@ -688,14 +703,16 @@ class FusionBase(BaseEstimator):
         parts = []
         with torch_threads(self.n_jobs), torch.no_grad():
             for net in nets:
+                autocast = module_autocast(net)
                 module = net.module_
                 was_training = module.training
                 module.eval()
                 dataset = FusionDataset(prepared, device=net.device)
-                chunks = [
-                    module.embed(**to_tensor(xb, net.device)).cpu().numpy()
-                    for xb, _ in BatchIterator(dataset, batch_size=PREDICT_BATCH_SIZE)
-                ]
+                with autocast:
+                    chunks = [
+                        float32_outputs(module.embed(**to_tensor(xb, net.device))).cpu().numpy()
+                        for xb, _ in BatchIterator(dataset, batch_size=PREDICT_BATCH_SIZE)
+                    ]
                 module.train(was_training)
                 parts.append(np.concatenate(chunks).astype(np.float64))
         return np.concatenate(parts, axis=1)

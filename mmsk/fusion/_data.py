@@ -29,6 +29,7 @@ from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
 from mmsk._items import row_name
+from mmsk.fusion._transfer import Stager, one_ahead
 from mmsk.fusion._weights import weighted_moments
 
 __all__ = [
@@ -443,12 +444,14 @@ class FusionDataset(Dataset):
     y : ndarray or None, default=None
         Encoded target, or None when predicting.
     device : str, torch.device or None, default=None
-        Put the dense blocks and the target on this device once (when they
-        take at most ``max_device_bytes``), so a GPU gathers batches without
-        host-to-device copies. None: keep them in host memory.
+        The compute device. The dense blocks and the target go there once
+        (when they take at most ``max_device_bytes``), so a GPU gathers
+        batches without host-to-device copies. None: the CPU.
     max_device_bytes : int, default=2**31
-        Above this size the data stay in host memory and skorch moves each
-        batch.
+        Above this size the data stay in host memory and each batch is
+        gathered into pinned memory and copied without blocking
+        (:class:`~mmsk.fusion._transfer.Stager`); :class:`BatchIterator`
+        issues the copy of the next batch before the current one is used.
 
     Attributes
     ----------
@@ -485,13 +488,21 @@ class FusionDataset(Dataset):
         size = sum(t.numel() * t.element_size() for t in dense)
         device = None if device is None else torch.device(device)
         usable = device is not None and (device.type != "cuda" or torch.cuda.is_available())
-        if usable and device.type != "cpu" and size <= max_device_bytes:
-            self.device = torch.device(device)
+        target = device if usable and device.type != "cpu" else self.device
+        on_device = target != self.device and size <= max_device_bytes
+        self._stager = Stager(target, side_stream=not on_device)
+        if on_device:
+            self.device = target
             self._tensors = {
                 key: t.to(self.device) if isinstance(t, torch.Tensor) else t
                 for key, t in self._tensors.items()
             }
             self._y = None if self._y is None else self._y.to(self.device)
+
+    @property
+    def staged(self) -> bool:
+        """Whether batches travel from host memory to another compute device."""
+        return self._stager.target != self.device
 
     def __len__(self) -> int:
         """Return the number of rows."""
@@ -505,13 +516,20 @@ class FusionDataset(Dataset):
         }
         return xi, (0 if self._y is None else self._y[i])
 
-    def batch(self, index: torch.Tensor | slice) -> tuple[dict[str, torch.Tensor], Any]:
-        """Gather a batch of rows by an index tensor or a slice.
+    def batch(
+        self, index: torch.Tensor | slice, host_index: torch.Tensor | slice | None = None
+    ) -> tuple[dict[str, torch.Tensor], Any]:
+        """Gather a batch of rows by an index tensor or a slice, on the compute device.
 
         Parameters
         ----------
         index : LongTensor or slice
             Rows of the batch.
+        host_index : LongTensor on the CPU, slice or None, default=None
+            The same rows on the host, for the sparse blocks (sliced on the
+            host, then densified on the device, see
+            :func:`~mmsk.fusion._transfer.densify`); None: from ``index``
+            (a device synchronisation when ``index`` is on a GPU).
 
         Returns
         -------
@@ -528,21 +546,59 @@ class FusionDataset(Dataset):
         >>> FusionDataset(X).batch(slice(1, 3))[0]["x0"].shape
         torch.Size([2, 2])
         """
+        out, y, event = self.stage(index, host_index)
+        if event is not None:
+            self._stager.ready([*out.values(), y], event)
+        return out, y
+
+    def stage(
+        self, index: torch.Tensor | slice, host_index: torch.Tensor | slice | None = None
+    ) -> tuple[dict[str, torch.Tensor], Any, Any]:
+        """Gather a batch and issue its copies to the compute device, without waiting.
+
+        Parameters
+        ----------
+        index : LongTensor or slice
+            Rows of the batch (on the storage device, or the host).
+        host_index : LongTensor on the CPU, slice or None, default=None
+            The same rows on the host, to slice a sparse block without a
+            device synchronisation; None: from ``index``.
+
+        Returns
+        -------
+        X_batch, y_batch
+            As :meth:`batch` returns them, not yet safe to use on a CUDA target.
+        event : torch.cuda.Event or None
+            To pass to the compute stream's wait (:meth:`Stager.ready`).
+        """
         if isinstance(index, torch.Tensor) and index.device != self.device:
             index = index.to(self.device)
+        if host_index is None:
+            host_index = index
+        stager = self._stager
+        staged = stager.target != self.device
         out = {}
-        for key, value in self._tensors.items():
-            if sparse.issparse(value):
-                rows = value[index] if isinstance(index, slice) else value[index.cpu().numpy()]
-                out[key] = torch.from_numpy(rows.toarray()).to(self.device)
-            elif isinstance(index, slice):
-                out[key] = value[index]
-            else:
-                out[key] = value.index_select(0, index)
-        if self._y is None:
-            return out, None
-        y = self._y[index] if isinstance(index, slice) else self._y.index_select(0, index)
-        return out, y
+        with stager.copying():  # the copies: on a side stream when the data stay on the host
+            for key, value in self._tensors.items():
+                if sparse.issparse(value):
+                    if isinstance(host_index, torch.Tensor):
+                        if host_index.device.type != "cpu":  # (a sync: pass host_index)
+                            host_index = host_index.cpu()
+                        host_index = host_index.numpy()
+                    out[key] = stager.densify(value[host_index])
+                elif staged:
+                    out[key] = stager.gather(value, index)
+                elif isinstance(index, slice):
+                    out[key] = value[index]
+                else:
+                    out[key] = value.index_select(0, index)
+            y = self._y
+            if y is not None:
+                if staged:
+                    y = stager.gather(y, index)
+                else:
+                    y = y[index] if isinstance(index, slice) else y.index_select(0, index)
+        return out, y, stager.record()
 
 
 class BatchIterator:
@@ -564,6 +620,10 @@ class BatchIterator:
     seed : int or None, default=None
         Seed of the shuffling generator; None draws one from torch's global
         generator (which the estimators seed from ``random_state``).
+    prefetch : bool or None, default=None
+        Issue the gathering and copying of batch k+1 before yielding batch
+        k (:func:`~mmsk.fusion._transfer.one_ahead`). None: when the data
+        stay on the host and batches travel to a GPU.
 
     Examples
     --------
@@ -580,6 +640,7 @@ class BatchIterator:
         batch_size: int = 128,
         shuffle: bool = False,
         seed: int | None = None,
+        prefetch: bool | None = None,
     ) -> None:
         if isinstance(dataset, Subset):
             self.indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
@@ -593,6 +654,7 @@ class BatchIterator:
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
+        self.prefetch = dataset.staged if prefetch is None else bool(prefetch)
         self.generator = None
         if shuffle:
             if seed is None:
@@ -617,9 +679,21 @@ class BatchIterator:
             n = len(order) if order is not None else len(self.dataset)
             perm = torch.randperm(n, generator=self.generator)
             order = perm if order is None else order[perm]
+        host_order = order
         if order is not None:
             order = order.to(self.dataset.device)  # once per pass, not per batch
         edges = self._edges()
-        for start, stop in zip(edges[:-1], edges[1:], strict=True):
-            index = slice(start, stop) if order is None else order[start:stop]
-            yield self.dataset.batch(index)
+        pairs = zip(edges[:-1], edges[1:], strict=True)
+        if order is None:
+            indices = ((slice(a, b), slice(a, b)) for a, b in pairs)
+        else:  # the host copy slices a sparse block without a device sync per batch
+            indices = ((order[a:b], host_order[a:b]) for a, b in pairs)
+        if not self.prefetch:
+            for index, host_index in indices:
+                yield self.dataset.batch(index, host_index)
+            return
+        stager = self.dataset._stager
+        for out, y, event in one_ahead(self.dataset.stage(*pair) for pair in indices):
+            if event is not None:
+                stager.ready([*out.values(), y], event)
+            yield out, y

@@ -175,6 +175,15 @@ _TAIL = """\
         Where to train and predict: ``"auto"`` picks ``"cuda"`` when a GPU
         is visible, else ``"cpu"``. A model fitted on a GPU is loaded on a
         machine without one on the CPU (skorch warns once).
+    precision : {"32", "bf16", "16-mixed"}, default="32"
+        Arithmetic of the network's forward pass, in ``fit``, ``predict``
+        and ``transform``. ``"32"``: float32. ``"bf16"``: bfloat16 autocast
+        (:func:`torch.autocast`), on a CPU or a GPU. ``"16-mixed"``:
+        float16 autocast with a gradient scaler (:class:`torch.amp.GradScaler`),
+        CUDA only: ``fit`` on a CPU raises a ``ValueError`` (a model fitted
+        so and loaded on a CPU predicts in float32). The weights stay
+        float32 and so do the outputs; ``to_onnx`` exports float32. See
+        ``docs/gpu.md``.
     n_jobs : int or None, default=None
         CPU threads torch uses in ``fit`` and ``predict``
         (:func:`torch.set_num_threads`, restored afterwards); ``-1`` means

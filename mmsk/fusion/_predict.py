@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from skorch.utils import to_numpy
 
+from mmsk.fusion._precision import float32_outputs, module_autocast
+
 __all__ = ["frame_values", "net_output"]
 
 # The fitted column names of an estimator as a pandas Index (compared in microseconds).
@@ -131,9 +133,9 @@ def net_output(net: Any, prepared: dict[str, Any]) -> np.ndarray:
     module, device = net.module_, net.device
     if module.training:  # skorch switches to eval mode before every batch
         module.train(False)
-    with torch.inference_mode():
+    with torch.inference_mode(), module_autocast(net):  # (float32 unless precision= says)
         outputs = [
-            to_numpy(nonlinearity(module(**batch).to("cpu")))
+            to_numpy(nonlinearity(float32_outputs(module(**batch)).to("cpu")))
             for batch in _batches(net, prepared, device)
         ]
     return np.concatenate(outputs, 0)

@@ -126,6 +126,7 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         patience: Any = "deprecated",
         class_weight: dict[Any, float] | str | None = None,
         device: Any = "auto",
+        precision: str = "32",
         n_jobs: int | None = None,
         random_state: Any = None,
         verbose: int = 0,
@@ -161,6 +162,7 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         self.patience = patience
         self.class_weight = class_weight
         self.device = device
+        self.precision = precision
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -451,6 +453,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
         n_estimators: int = 1,
         patience: Any = "deprecated",
         device: Any = "auto",
+        precision: str = "32",
         n_jobs: int | None = None,
         random_state: Any = None,
         verbose: int = 0,
@@ -485,6 +488,7 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self.n_estimators = n_estimators
         self.patience = patience
         self.device = device
+        self.precision = precision
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
