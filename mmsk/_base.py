@@ -185,8 +185,12 @@ def _extract_batch(
                     progress(1)
                 continue
             try:
-                with opened(item, policy) as given:
-                    vector = extract(given if text else item_source(given))
+                if policy is not None and _is_path(item):  # the common case, without `opened`
+                    with policy.open(item) as fh:
+                        vector = extract(fh)
+                else:
+                    with opened(item, policy) as given:
+                        vector = extract(given if text else item_source(given))
                 out[i] = _check_vector(vector, dtype, n_out)
             except (KeyboardInterrupt, SystemExit):
                 raise
