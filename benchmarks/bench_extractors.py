@@ -12,10 +12,11 @@ from ``--data-home`` (``fsdd/recordings``, ``mnist/``); without them, or with
 ``--quick``, the shipped sample (``mmsk.datasets.load_sample``: 300 WAV and
 300 PNG files).
 
-Run from the repository root::
+Run from the repository root, with this checkout's mmsk importable (the
+first line printed names the mmsk that ran)::
 
-    python benchmarks/bench_extractors.py --data-home ../shared/data
-    python benchmarks/bench_extractors.py --quick
+    PYTHONPATH=. python benchmarks/bench_extractors.py --data-home ../shared/data
+    PYTHONPATH=. python benchmarks/bench_extractors.py --quick
 
 Protocol (``benchmarks/_timing.py``): the variants are interleaved (bare,
 n_jobs=1, n_jobs=2, bare, ...), each line printed as it is timed, and the
@@ -29,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import librosa
@@ -40,8 +43,14 @@ from _timing import add_common_arguments, interleaved, machine_line, report
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
+import mmsk
 from mmsk import AudioFeatures, ImagePixels
 from mmsk.datasets import get_data_home, load_sample
+
+try:  # optional: the CPU time of the joblib workers (psutil is no dependency of mmsk)
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
 
 AUDIO = dict(sr=8000, n_fft=512, hop_length=128, n_mfcc=20, n_mels=64, n_chroma=12, n_bands=5)
 IMAGE_SIZE = (32, 32)  # MNIST is 28x28: both sides really resize
@@ -91,7 +100,8 @@ def bare_image(paths: list[str]) -> np.ndarray:
     out = np.empty((len(paths), IMAGE_SIZE[0] * IMAGE_SIZE[1]), dtype=np.float32)
     for i, path in enumerate(paths):
         with Image.open(path) as img:
-            small = img.convert("L").resize(IMAGE_SIZE, Image.Resampling.BILINEAR)
+            grey = img if img.mode == "L" else img.convert("L")  # as mmsk: no copy if already L
+            small = grey.resize(IMAGE_SIZE, Image.Resampling.BILINEAR)
         out[i] = np.asarray(small, dtype=np.float32).reshape(-1) / 255.0
     return out
 
@@ -108,6 +118,20 @@ def write_mnist_pngs(data_home: Path, folder: Path, n: int) -> list[str]:
     return paths
 
 
+def worker_cpu() -> dict[int, float]:
+    """CPU seconds so far of each child process (the joblib workers), by pid."""
+    if psutil is None:
+        return {}
+    out = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        out[child.pid] = times.user + times.system
+    return out
+
+
 def compare(
     name: str,
     bare: object,
@@ -121,16 +145,40 @@ def compare(
     """Time the bare loop, mmsk n_jobs=1 and n_jobs=2 interleaved; print the table."""
     one, two = make(n_jobs=1).fit(items[:1]), make(n_jobs=2).fit(items[:1])
     print(f"\n{name}: {len(items)} files  ({machine_line()})", flush=True)
+    cpu: dict[str, list[float]] = {"bare loop": [], "mmsk n_jobs=1": []}
+
+    def on_cpu(variant: str, fn: object) -> object:
+        """``fn`` that also records this process's CPU time (robust to other load)."""
+
+        def run() -> object:
+            start = time.process_time()
+            result = fn()
+            cpu[variant].append(time.process_time() - start)
+            return result
+
+        return run
+
+    parallel: list[tuple[float, float, float]] = []  # parent, workers, busiest worker
+
+    def on_two() -> object:
+        before, start = worker_cpu(), time.process_time()
+        result = two.transform(items)
+        parent, after = time.process_time() - start, worker_cpu()
+        used = [after[pid] - before.get(pid, 0.0) for pid in after]
+        parallel.append((parent, sum(used), max(used, default=0.0)))
+        return result
+
     timings = interleaved(
         {
-            "bare loop": lambda: bare(items),
-            "mmsk n_jobs=1": lambda: one.transform(items),
-            "mmsk n_jobs=2": lambda: two.transform(items),
+            "bare loop": on_cpu("bare loop", lambda: bare(items)),
+            "mmsk n_jobs=1": on_cpu("mmsk n_jobs=1", lambda: one.transform(items)),
+            "mmsk n_jobs=2": on_two,
         },
         repeats=repeats,
         warmup=warmup,
         label=name,
     )
+    bare_cpu, one_cpu = (statistics.median(cpu[v][warmup:]) for v in cpu)
     expected = timings["bare loop"].last_result
     got = timings["mmsk n_jobs=1"].last_result
     np.testing.assert_allclose(got, expected, **check)
@@ -146,10 +194,23 @@ def compare(
         f"n_jobs=2 {n / two_s:,.0f} items/s\n"
         f"{name}: mmsk/bare speed {speed:.3f}x (target >= {want_speed}), "
         f"n_jobs=2/n_jobs=1 speed {speedup:.3f}x (target >= {want_speedup}); "
-        f"{machine_line()}",
+        f"{machine_line()}\n"
+        f"{name}: by CPU time of this process (median {bare_cpu:.3f} s bare, {one_cpu:.3f} s "
+        f"mmsk n_jobs=1): mmsk/bare speed {bare_cpu / one_cpu:.3f}x",
         flush=True,
     )
-    return {"speed": speed, "speedup": speedup}
+    if psutil is not None:
+        kept = parallel[warmup:]
+        parent, workers, busiest = (statistics.median(v) for v in zip(*kept, strict=True))
+        floor = max(busiest, (parent + workers) / 2)
+        print(
+            f"{name}: n_jobs=2 CPU time (medians): parent {parent:.3f} s, workers {workers:.3f} s "
+            f"(busiest {busiest:.3f} s), against {one_cpu:.3f} s for n_jobs=1: on 2 free cores "
+            f"a speed-up of at most {one_cpu / floor:.2f}x (a bound, not a measurement; on a "
+            "loaded machine with autogroup scheduling, one session's processes share one slice)",
+            flush=True,
+        )
+    return {"speed": speed, "speedup": speedup, "cpu_speed": bare_cpu / one_cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
 
     home = get_data_home(args.data_home)
     full = (home / "fsdd" / "recordings").is_dir() and (home / "mnist").is_dir()
-    print(f"bench_extractors: {machine_line()}; {repeats} interleaved repetitions", flush=True)
+    print(
+        f"bench_extractors: mmsk from {Path(mmsk.__file__).parent}; {machine_line()}; "
+        f"{repeats} interleaved repetitions",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if full and not args.quick:
             recordings = home / "fsdd" / "recordings"
@@ -193,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             check=dict(atol=1e-6),
         )
     print(
-        f"\nsummary: audio mmsk/bare {audio['speed']:.3f}x, n_jobs=2 {audio['speedup']:.3f}x; "
-        f"images mmsk/bare {images['speed']:.3f}x, n_jobs=2 {images['speedup']:.3f}x; "
+        f"\nsummary: audio mmsk/bare {audio['speed']:.3f}x (CPU time {audio['cpu_speed']:.3f}x), "
+        f"n_jobs=2 {audio['speedup']:.3f}x; images mmsk/bare {images['speed']:.3f}x "
+        f"(CPU time {images['cpu_speed']:.3f}x), n_jobs=2 {images['speedup']:.3f}x; "
         f"{machine_line()}"
     )
     return 0
