@@ -1,24 +1,36 @@
-"""Extractor throughput against a bare loop of the same library calls.
+"""Extractor throughput against a fair bare loop of the same library calls.
 
 ``AudioFeatures`` is timed against a hand-written loop of the same soundfile
 and librosa calls, and ``ImagePixels`` against a loop of the same Pillow
-calls, on the same real items (FSDD recordings; MNIST test images written as
-PNG files), in the same run. Then each extractor with ``n_jobs=2``.
+calls, on the same real files, in the same run. The bare loops are set up
+like mmsk: BLAS limited to one thread once around the whole loop (as mmsk
+limits it once per batch), filter banks built once, the same features per
+item. Then each extractor with ``n_jobs=2``.
 
-Run from the repository root::
+Data: FSDD recordings (8 kHz WAV) and MNIST test images written as PNG files,
+from ``--data-home`` (``fsdd/recordings``, ``mnist/``); without them, or with
+``--quick``, the shipped sample (``mmsk.datasets.load_sample``: 300 WAV and
+300 PNG files).
 
-    python benchmarks/bench_extractors.py --data-home ../shared/data
+Run from the repository root, with this checkout's mmsk importable (the
+first line printed names the mmsk that ran)::
 
-Prints items/s, the ratio to the bare loop (>= 0.95 is the target) and the
-speed-up from ``n_jobs=2`` (targets: 1.6x audio, 1.4x images). Each timing
-is the best of ``--repeat`` runs.
+    PYTHONPATH=. python benchmarks/bench_extractors.py --data-home ../shared/data
+    PYTHONPATH=. python benchmarks/bench_extractors.py --quick
+
+Protocol (``benchmarks/_timing.py``): the variants are interleaved (bare,
+n_jobs=1, n_jobs=2, bare, ...), each line printed as it is timed, and the
+report gives medians with their spread. Targets: mmsk at >= 0.97x the bare
+loop's speed; ``n_jobs=2`` >= 1.7x (audio) and >= 1.5x (images) the speed of
+``n_jobs=1`` on a quiet 2-core machine (check the load average printed with
+the figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import os
+import statistics
 import sys
 import tempfile
 import time
@@ -27,71 +39,75 @@ from pathlib import Path
 import librosa
 import numpy as np
 import soundfile as sf
+from _timing import add_common_arguments, interleaved, machine_line, report
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
+import mmsk
 from mmsk import AudioFeatures, ImagePixels
-from mmsk.datasets import get_data_home
+from mmsk.datasets import get_data_home, load_sample
+
+try:  # optional: the CPU time of the joblib workers (psutil is no dependency of mmsk)
+    import psutil
+except ImportError:  # pragma: no cover
+    psutil = None
 
 AUDIO = dict(sr=8000, n_fft=512, hop_length=128, n_mfcc=20, n_mels=64, n_chroma=12, n_bands=5)
 IMAGE_SIZE = (32, 32)  # MNIST is 28x28: both sides really resize
+TARGETS = {"audio": (0.97, 1.7), "images": (0.97, 1.5)}
 
 
 def bare_audio(paths: list[str]) -> np.ndarray:
-    """The same soundfile + librosa calls as AudioFeatures' defaults, by hand."""
+    """The same soundfile + librosa calls as AudioFeatures(**AUDIO), by hand, BLAS on 1 thread."""
     sr, n_fft, hop = AUDIO["sr"], AUDIO["n_fft"], AUDIO["hop_length"]
     mel_fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=AUDIO["n_mels"], fmin=0.0)
     chroma_fb = librosa.filters.chroma(sr=sr, n_fft=n_fft, n_chroma=AUDIO["n_chroma"], tuning=0.0)
-    rows = []
-    for path in paths:
-        y, file_sr = sf.read(path, dtype="float32")
-        assert file_sr == sr
-        if y.shape[0] < n_fft:
-            y = np.pad(y, (0, n_fft - y.shape[0]))
-        S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
-        power = S**2
-        log_mel = librosa.power_to_db(mel_fb @ power)
-        mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=AUDIO["n_mfcc"])
-        delta = librosa.feature.delta(mfcc, mode="interp" if mfcc.shape[-1] >= 9 else "nearest")
-        centroid = librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft)
-        frames = np.concatenate(
-            [
-                mfcc,
-                delta,
-                log_mel,
-                centroid,
-                librosa.feature.spectral_bandwidth(S=S, sr=sr, n_fft=n_fft, centroid=centroid),
-                librosa.feature.spectral_contrast(S=S, sr=sr, n_fft=n_fft, n_bands=5),
-                librosa.feature.spectral_rolloff(S=S, sr=sr, n_fft=n_fft),
-                librosa.feature.spectral_flatness(S=S),
-                librosa.util.normalize(chroma_fb @ power, norm=np.inf, axis=-2),
-                librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
-                librosa.feature.rms(S=S, frame_length=n_fft, hop_length=hop),
-            ]
-        )
-        rows.append(np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).reshape(-1))
-    return np.asarray(rows, dtype=np.float32)
+    rows = 2 * AUDIO["n_mfcc"] + AUDIO["n_mels"] + (AUDIO["n_bands"] + 5) + AUDIO["n_chroma"] + 2
+    out = np.empty((len(paths), 2 * rows), np.float32)  # mean and std of each frame row
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i, path in enumerate(paths):
+            y, file_sr = sf.read(path, dtype="float32")
+            assert file_sr == sr and y.ndim == 1
+            if y.shape[0] < n_fft:
+                y = np.pad(y, (0, n_fft - y.shape[0]))
+            S = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop))
+            power = S**2
+            log_mel = librosa.power_to_db(mel_fb @ power)
+            mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=AUDIO["n_mfcc"])
+            delta = librosa.feature.delta(mfcc, mode="interp" if mfcc.shape[-1] >= 9 else "nearest")
+            centroid = librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft)
+            frames = np.concatenate(
+                [
+                    mfcc,
+                    delta,
+                    log_mel,
+                    centroid,
+                    librosa.feature.spectral_bandwidth(S=S, sr=sr, n_fft=n_fft, centroid=centroid),
+                    librosa.feature.spectral_contrast(S=S, sr=sr, n_fft=n_fft, n_bands=5),
+                    librosa.feature.spectral_rolloff(S=S, sr=sr, n_fft=n_fft),
+                    librosa.feature.spectral_flatness(S=S),
+                    librosa.util.normalize(chroma_fb @ power, norm=np.inf, axis=-2),
+                    librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
+                    librosa.feature.rms(S=S, frame_length=n_fft, hop_length=hop),
+                ]
+            )
+            out[i] = np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).reshape(-1)
+    return out
 
 
 def bare_image(paths: list[str]) -> np.ndarray:
-    """The same Pillow calls as ImagePixels(mode="L", resize="stretch"), by hand."""
+    """The same Pillow calls as ImagePixels(size=IMAGE_SIZE, mode="L"), by hand."""
     out = np.empty((len(paths), IMAGE_SIZE[0] * IMAGE_SIZE[1]), dtype=np.float32)
     for i, path in enumerate(paths):
         with Image.open(path) as img:
-            small = img.convert("L").resize(IMAGE_SIZE, Image.Resampling.BILINEAR)
+            grey = img if img.mode == "L" else img.convert("L")  # as mmsk: no copy if already L
+            small = grey.resize(IMAGE_SIZE, Image.Resampling.BILINEAR)
         out[i] = np.asarray(small, dtype=np.float32).reshape(-1) / 255.0
     return out
 
 
-def best_of(repeat: int, fn, *args):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn(*args)
-        times.append(time.perf_counter() - start)
-    return min(times), result
-
-
 def write_mnist_pngs(data_home: Path, folder: Path, n: int) -> list[str]:
+    """Write the first ``n`` MNIST test images as PNG files; return their paths."""
     raw = gzip.open(data_home / "mnist" / "t10k-images-idx3-ubyte.gz").read()
     images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:n]
     paths = []
@@ -102,50 +118,151 @@ def write_mnist_pngs(data_home: Path, folder: Path, n: int) -> list[str]:
     return paths
 
 
-def report(name: str, n: int, bare_s: float, one_s: float, two_s: float) -> None:
-    print(
-        f"{name:<13} {n:>6} items | bare loop {n / bare_s:8.0f} items/s | "
-        f"mmsk n_jobs=1 {n / one_s:8.0f} items/s (ratio {bare_s / one_s:.2f}x) | "
-        f"n_jobs=2 {n / two_s:8.0f} items/s (speed-up {one_s / two_s:.2f}x)"
+def worker_cpu() -> dict[int, float]:
+    """CPU seconds so far of each child process (the joblib workers), by pid."""
+    if psutil is None:
+        return {}
+    out = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        out[child.pid] = times.user + times.system
+    return out
+
+
+def compare(
+    name: str,
+    bare: object,
+    make: object,
+    items: list[str],
+    *,
+    repeats: int,
+    warmup: int,
+    check: dict,
+) -> dict[str, float]:
+    """Time the bare loop, mmsk n_jobs=1 and n_jobs=2 interleaved; print the table."""
+    one, two = make(n_jobs=1).fit(items[:1]), make(n_jobs=2).fit(items[:1])
+    print(f"\n{name}: {len(items)} files  ({machine_line()})", flush=True)
+    cpu: dict[str, list[float]] = {"bare loop": [], "mmsk n_jobs=1": []}
+
+    def on_cpu(variant: str, fn: object) -> object:
+        """``fn`` that also records this process's CPU time (robust to other load)."""
+
+        def run() -> object:
+            start = time.process_time()
+            result = fn()
+            cpu[variant].append(time.process_time() - start)
+            return result
+
+        return run
+
+    parallel: list[tuple[float, float, float]] = []  # parent, workers, busiest worker
+
+    def on_two() -> object:
+        before, start = worker_cpu(), time.process_time()
+        result = two.transform(items)
+        parent, after = time.process_time() - start, worker_cpu()
+        used = [after[pid] - before.get(pid, 0.0) for pid in after]
+        parallel.append((parent, sum(used), max(used, default=0.0)))
+        return result
+
+    timings = interleaved(
+        {
+            "bare loop": on_cpu("bare loop", lambda: bare(items)),
+            "mmsk n_jobs=1": on_cpu("mmsk n_jobs=1", lambda: one.transform(items)),
+            "mmsk n_jobs=2": on_two,
+        },
+        repeats=repeats,
+        warmup=warmup,
+        label=name,
     )
+    bare_cpu, one_cpu = (statistics.median(cpu[v][warmup:]) for v in cpu)
+    expected = timings["bare loop"].last_result
+    got = timings["mmsk n_jobs=1"].last_result
+    np.testing.assert_allclose(got, expected, **check)
+    np.testing.assert_array_equal(timings["mmsk n_jobs=2"].last_result, got)
+    print(report(timings, baseline="bare loop"))
+    bare_s = timings["bare loop"].median
+    one_s, two_s = timings["mmsk n_jobs=1"].median, timings["mmsk n_jobs=2"].median
+    speed, speedup = bare_s / one_s, one_s / two_s
+    want_speed, want_speedup = TARGETS[name]
+    n = len(items)
+    print(
+        f"{name}: bare {n / bare_s:,.0f} items/s, mmsk n_jobs=1 {n / one_s:,.0f} items/s, "
+        f"n_jobs=2 {n / two_s:,.0f} items/s\n"
+        f"{name}: mmsk/bare speed {speed:.3f}x (target >= {want_speed}), "
+        f"n_jobs=2/n_jobs=1 speed {speedup:.3f}x (target >= {want_speedup}); "
+        f"{machine_line()}\n"
+        f"{name}: by CPU time of this process (median {bare_cpu:.3f} s bare, {one_cpu:.3f} s "
+        f"mmsk n_jobs=1): mmsk/bare speed {bare_cpu / one_cpu:.3f}x",
+        flush=True,
+    )
+    if psutil is not None:
+        kept = parallel[warmup:]
+        parent, workers, busiest = (statistics.median(v) for v in zip(*kept, strict=True))
+        floor = max(busiest, (parent + workers) / 2)
+        print(
+            f"{name}: n_jobs=2 CPU time (medians): parent {parent:.3f} s, workers {workers:.3f} s "
+            f"(busiest {busiest:.3f} s), against {one_cpu:.3f} s for n_jobs=1: on 2 free cores "
+            f"a speed-up of at most {one_cpu / floor:.2f}x (a bound, not a measurement; on a "
+            "loaded machine with autogroup scheduling, one session's processes share one slice)",
+            flush=True,
+        )
+    return {"speed": speed, "speedup": speedup, "cpu_speed": bare_cpu / one_cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", default=None, help="folder with fsdd/ and mnist/")
-    parser.add_argument("--n-audio", type=int, default=3000)
-    parser.add_argument("--n-images", type=int, default=10000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--n-audio", type=int, default=3000, help="FSDD clips (default 3000)")
+    parser.add_argument("--n-images", type=int, default=10000, help="MNIST images (default 10000)")
+    add_common_arguments(parser, repeats=5)
     args = parser.parse_args(argv)
+    repeats, warmup = (3, 0) if args.quick else (args.repeats, args.warmup)
 
     home = get_data_home(args.data_home)
-    recordings = home / "fsdd" / "recordings"
-    if not recordings.is_dir() or not (home / "mnist").is_dir():
-        print(f"data not found under {home} (need fsdd/recordings and mnist/)", file=sys.stderr)
-        return 2
-    print(f"cores: {os.cpu_count()}; best of {args.repeat} runs each")
-
-    audio_paths = sorted(str(p) for p in recordings.glob("*.wav"))[: args.n_audio]
-    audio = AudioFeatures(**AUDIO)
-    AudioFeatures(**AUDIO, n_jobs=2).fit_transform(audio_paths[:16])  # start the workers
-    bare_audio(audio_paths[:4])  # warm librosa's caches and JIT in this process
-    bare_s, expected = best_of(args.repeat, bare_audio, audio_paths)
-    one_s, got = best_of(args.repeat, audio.fit_transform, audio_paths)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-    two_s, got2 = best_of(args.repeat, audio.set_params(n_jobs=2).fit_transform, audio_paths)
-    np.testing.assert_array_equal(got2, got)
-    report("AudioFeatures", len(audio_paths), bare_s, one_s, two_s)
-
+    full = (home / "fsdd" / "recordings").is_dir() and (home / "mnist").is_dir()
+    print(
+        f"bench_extractors: mmsk from {Path(mmsk.__file__).parent}; {machine_line()}; "
+        f"{repeats} interleaved repetitions",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        image_paths = write_mnist_pngs(home, Path(tmp), args.n_images)
-        pixels = ImagePixels(size=IMAGE_SIZE, mode="L")
-        ImagePixels(size=IMAGE_SIZE, n_jobs=2).fit_transform(image_paths[:16])
-        bare_s, expected = best_of(args.repeat, bare_image, image_paths)
-        one_s, got = best_of(args.repeat, pixels.fit_transform, image_paths)
-        np.testing.assert_allclose(got, expected, atol=1e-6)
-        two_s, got2 = best_of(args.repeat, pixels.set_params(n_jobs=2).fit_transform, image_paths)
-        np.testing.assert_array_equal(got2, got)
-        report("ImagePixels", len(image_paths), bare_s, one_s, two_s)
+        if full and not args.quick:
+            recordings = home / "fsdd" / "recordings"
+            audio_paths = sorted(str(p) for p in recordings.glob("*.wav"))[: args.n_audio]
+            image_paths = write_mnist_pngs(home, Path(tmp), args.n_images)
+        else:
+            if not full:
+                print(f"(no fsdd/ and mnist/ under {home}: the shipped sample)", flush=True)
+            frame = load_sample().frame
+            audio_paths, image_paths = list(frame["audio"]), list(frame["image"])
+        audio = compare(
+            "audio",
+            bare_audio,
+            lambda n_jobs: AudioFeatures(**AUDIO, n_jobs=n_jobs),
+            audio_paths,
+            repeats=repeats,
+            warmup=warmup,
+            check=dict(rtol=1e-4, atol=1e-4),
+        )
+        images = compare(
+            "images",
+            bare_image,
+            lambda n_jobs: ImagePixels(size=IMAGE_SIZE, mode="L", n_jobs=n_jobs),
+            image_paths,
+            repeats=repeats,
+            warmup=warmup,
+            check=dict(atol=1e-6),
+        )
+    print(
+        f"\nsummary: audio mmsk/bare {audio['speed']:.3f}x (CPU time {audio['cpu_speed']:.3f}x), "
+        f"n_jobs=2 {audio['speedup']:.3f}x; images mmsk/bare {images['speed']:.3f}x "
+        f"(CPU time {images['cpu_speed']:.3f}x), n_jobs=2 {images['speedup']:.3f}x; "
+        f"{machine_line()}"
+    )
     return 0
 
 

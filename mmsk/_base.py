@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._batching import MAX_BATCH, batch_size, blas_threads
 from ._cache import PATH_KEYS, FeatureCache, cache_location, cache_token
 from ._cache_paths import signature_of
 from ._files import MAX_FILE_BYTES, FilePolicy, allowed_roots, check_max_bytes, confine
@@ -40,10 +41,7 @@ from ._items import (
     row_name,
 )
 
-__all__ = ["BadItem", "ItemTransformer", "ItemWarning"]
-
-#: Largest number of items one joblib task handles.
-MAX_BATCH = 256
+__all__ = ["MAX_BATCH", "BadItem", "ItemTransformer", "ItemWarning"]
 
 
 class ItemWarning(UserWarning):
@@ -183,31 +181,46 @@ def _extract_batch(
     n_out: int,
     labels: Sequence[Any] | None = None,
     policy: FilePolicy | None = None,
+    out: np.ndarray | None = None,
+    progress: Any = None,
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """Extract one batch of items (no cache); return its rows and the failures.
 
     A failure is ``(row name, item description, reason)``; ``labels`` are
-    the batch's index labels (None: rows are named by position).
+    the batch's index labels (None: rows are named by position). ``out``
+    (in the calling process) receives the rows in place; ``progress`` is
+    called with 1 after each item. BLAS is limited to the extractor's
+    ``_blas_threads`` once, around the whole batch.
     """
     dtype = est._output_dtype
-    out = np.full((len(items), n_out), np.nan, dtype=dtype)
+    if out is None:
+        out = np.full((len(items), n_out), np.nan, dtype=dtype)
     failures: list[tuple[str, str, str]] = []
     extract, text = est._extract, est._text_items
-    for i, item in enumerate(items):
-        if is_missing(item, text=text):
-            continue
-        try:
-            with opened(item, policy) as given:
-                vector = extract(given if text else item_source(given))
-            out[i] = _check_vector(vector, dtype, n_out)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
-            reason = _reason(exc)
-            label = _label(labels, i)
-            if est.on_error == "raise":
-                raise ItemError(column, start + i, describe_item(item), reason, label) from exc
-            failures.append((row_name(start + i, label), describe_item(item), reason))
+    with blas_threads(est._blas_threads):
+        for i, item in enumerate(items):
+            if is_missing(item, text=text):
+                if progress is not None:
+                    progress(1)
+                continue
+            try:
+                if policy is not None and _is_path(item):  # the common case, without `opened`
+                    with policy.open(item) as fh:
+                        vector = extract(fh)
+                else:
+                    with opened(item, policy) as given:
+                        vector = extract(given if text else item_source(given))
+                out[i] = _check_vector(vector, dtype, n_out)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
+                reason = _reason(exc)
+                label = _label(labels, i)
+                if est.on_error == "raise":
+                    raise ItemError(column, start + i, describe_item(item), reason, label) from exc
+                failures.append((row_name(start + i, label), describe_item(item), reason))
+            if progress is not None:
+                progress(1)
     return out, failures
 
 
@@ -219,6 +232,7 @@ def _extract_keyed_batch(
     n_out: int,
     labels: Sequence[Any] | None = None,
     policy: FilePolicy | None = None,
+    progress: Any = None,
 ) -> tuple[np.ndarray, list[tuple[str, str, str]], list[str | None], list[Any]]:
     """Extract the cache misses of one batch, ``(row, item, key or None)`` each.
 
@@ -226,9 +240,11 @@ def _extract_keyed_batch(
     through ``policy``: its bytes are hashed, looked up in the store and, on
     a miss, decoded. The computed rows go to the store as one segment.
     ``labels`` are the index labels of the batch's entries (None: rows are
-    named by position). Returns the rows, the failures ``(row name, item
-    description, reason)``, each row's key (None for failures and unkeyed
-    items) and the path-key records for the calling process.
+    named by position); ``progress`` (in the calling process) is called
+    with 1 per item. BLAS is limited once, around the whole batch. Returns
+    the rows, the failures ``(row name, item description, reason)``, each
+    row's key (None for failures and unkeyed items) and the path-key records
+    for the calling process.
     """
     dtype = est._output_dtype
     out = np.full((len(batch), n_out), np.nan, dtype=dtype)
@@ -238,36 +254,41 @@ def _extract_keyed_batch(
     fresh: dict[str, int] = {}
     extract, text = est._extract, est._text_items
     refresh = True
-    for j, (row, item, key) in enumerate(batch):
-        try:
-            if key is None and not text and _is_path(item):
-                key, source, record = keyed_path(item, policy)
-                records.append(record)
-                hit = out[fresh[key]] if key in fresh else None
-                if hit is None:
-                    hit = cache.get_many([key], n_out, dtype, refresh=refresh)[0]
-                    refresh = False
-                if hit is not None:
-                    out[j], keys[j] = hit, key
+    with blas_threads(est._blas_threads):
+        for j, (row, item, key) in enumerate(batch):
+            if progress is not None and j:
+                progress(1)  # the item before this one is done (it may have ended in `continue`)
+            try:
+                if key is None and not text and _is_path(item):
+                    key, source, record = keyed_path(item, policy)
+                    records.append(record)
+                    hit = out[fresh[key]] if key in fresh else None
+                    if hit is None:
+                        hit = cache.get_many([key], n_out, dtype, refresh=refresh)[0]
+                        refresh = False
+                    if hit is not None:
+                        out[j], keys[j] = hit, key
+                        continue
+                    vector = extract(source)
+                elif key is not None and key in fresh:
+                    out[j], keys[j] = out[fresh[key]], key
                     continue
-                vector = extract(source)
-            elif key is not None and key in fresh:
-                out[j], keys[j] = out[fresh[key]], key
-                continue
-            else:
-                with opened(item, policy) as given:
-                    vector = extract(given if text else item_source(given))
-            out[j] = _check_vector(vector, dtype, n_out)
-            if key is not None:
-                fresh[key], keys[j] = j, key
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
-            reason = _reason(exc)
-            label = _label(labels, j)
-            if est.on_error == "raise":
-                raise ItemError(column, row, describe_item(item), reason, label) from exc
-            failures.append((row_name(row, label), describe_item(item), reason))
+                else:
+                    with opened(item, policy) as given:
+                        vector = extract(given if text else item_source(given))
+                out[j] = _check_vector(vector, dtype, n_out)
+                if key is not None:
+                    fresh[key], keys[j] = j, key
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - every item failure (MemoryError too): one policy
+                reason = _reason(exc)
+                label = _label(labels, j)
+                if est.on_error == "raise":
+                    raise ItemError(column, row, describe_item(item), reason, label) from exc
+                failures.append((row_name(row, label), describe_item(item), reason))
+        if progress is not None and batch:
+            progress(1)
     if fresh:
         cache.put_many(list(fresh), out[list(fresh.values())])
     return out, failures, keys, records
@@ -288,6 +309,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     #: Items are text (``str`` is content, not a path).
     _text_items = False
     _output_dtype = np.float32
+    #: BLAS threads while a batch is extracted (set once per batch); None leaves BLAS alone.
+    _blas_threads: int | None = None
 
     # -- hooks ---------------------------------------------------------------
     def _check_params(self) -> None:
@@ -495,17 +518,27 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             return None
         return FeatureCache(location, type(self).__name__, self._cache_token(n_out))
 
+    def _in_process(self, n_tasks: int) -> bool:
+        """Tell whether ``n_tasks`` tasks run here, one after the other (not via joblib)."""
+        # SentenceEmbedder has no n_jobs
+        return n_tasks <= 1 or joblib.effective_n_jobs(getattr(self, "n_jobs", None)) == 1
+
     def _run(self, function: Any, tasks: list[tuple[Any, ...]]) -> Any:
-        """Yield ``function(*task)`` per task: via joblib when it can run them in parallel."""
-        n_jobs = getattr(self, "n_jobs", None)  # SentenceEmbedder has no n_jobs
-        if len(tasks) == 1 or joblib.effective_n_jobs(n_jobs) == 1:
+        """Yield ``function(*task)`` per task: via joblib when it can run them in parallel.
+
+        The tasks are batches already, so joblib sends them one by one
+        (``batch_size=1``), in order, as workers become free.
+        """
+        if self._in_process(len(tasks)):
             return (function(*task) for task in tasks)
         call = joblib.delayed(function)
-        return joblib.Parallel(n_jobs=n_jobs, return_as="generator")(call(*task) for task in tasks)
+        parallel = joblib.Parallel(
+            n_jobs=getattr(self, "n_jobs", None), batch_size=1, return_as="generator"
+        )
+        return parallel(call(*task) for task in tasks)
 
     def _batch_size(self, n: int) -> int:
-        workers = joblib.effective_n_jobs(self.n_jobs)
-        return MAX_BATCH if workers == 1 else max(1, min(MAX_BATCH, math.ceil(n / (4 * workers))))
+        return batch_size(n, joblib.effective_n_jobs(getattr(self, "n_jobs", None)))
 
     def _extract_all(
         self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None
@@ -523,8 +556,13 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         failures: list[tuple[str, str, str]] = []
         policy = self._file_policy()
         cache = self._cache(n_out)
-        if cache is None:
-            size = self._batch_size(n)
+        size = self._batch_size(n)
+        if cache is None and self._in_process(math.ceil(n / size)):
+            # One pass here, rows written in place, the bar moved per item.
+            progress = None if bar is None else bar.update
+            args = (self, items, 0, column, n_out, labels, policy, out, progress)
+            failures.extend(_extract_batch(*args)[1])
+        elif cache is None:
             starts = range(0, n, size)
             tasks = [
                 (
@@ -549,6 +587,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 bar.update(n - len(pending))
             size = self._batch_size(len(pending))
             batches = [pending[s : s + size] for s in range(0, len(pending), size)]
+            # Here: the bar moves per item; in joblib workers: per batch, as each one ends.
+            progress = bar.update if bar is not None and self._in_process(len(batches)) else None
             tasks = [
                 (
                     self,
@@ -558,6 +598,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                     n_out,
                     None if labels is None else [labels[row] for row, _, _ in batch],
                     policy,
+                    progress,
                 )
                 for batch in batches
             ]
@@ -570,7 +611,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 read.extend(records)
                 kept = [j for j, key in enumerate(keys) if key is not None]
                 cache.remember([keys[j] for j in kept], rows[kept])
-                if bar is not None:
+                if bar is not None and progress is None:
                     bar.update(len(batch))
             cache.remember_paths(read)
         if bar is not None:

@@ -10,11 +10,9 @@ from it with :mod:`librosa`. Loading lives in :mod:`mmsk._audio_load`
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import librosa
@@ -45,34 +43,6 @@ _QUANTILE = re.compile(r"q([1-9][0-9]?)")
 
 
 # -- shared spectral front end -------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _blas_libraries() -> tuple[Any, ...]:
-    from threadpoolctl import ThreadpoolController
-
-    return tuple(lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas")
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Run BLAS on one thread inside the block.
-
-    The filter-bank products are tiny: threads only cost time (a lot of it on
-    a busy machine), and their number changes the float rounding, which would
-    make the output depend on ``n_jobs`` and on the machine's core count.
-    """
-    libraries = _blas_libraries()
-    before = [lib.get_num_threads() for lib in libraries]
-    try:
-        for lib, n in zip(libraries, before, strict=True):
-            if n != 1:
-                lib.set_num_threads(1)
-        yield
-    finally:
-        for lib, n in zip(libraries, before, strict=True):
-            if n != 1:
-                lib.set_num_threads(n)
-
-
 @functools.lru_cache(maxsize=32)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     """:func:`librosa.filters.mel`, built once per process and parameter set."""
@@ -358,6 +328,10 @@ class AudioFeatures(ItemTransformer):
 
     _what = "audio items"
     _versioned = ("librosa", "soundfile", "soxr", "scipy")
+    # The filter-bank products are tiny: BLAS threads only cost time (a lot on a busy
+    # machine), and their number changes the rounding, which would make the output
+    # depend on n_jobs and on the core count. The base sets this once per batch.
+    _blas_threads = 1
 
     def __init__(
         self,
@@ -454,8 +428,7 @@ class AudioFeatures(ItemTransformer):
 
     def _extract(self, source: Any) -> np.ndarray:
         y, sr = load_audio(source, self.sr, mono=True, max_duration=self.max_duration)
-        with _one_blas_thread():
-            return _clip_features(y, sr, self)
+        return _clip_features(y, sr, self)
 
 
 def _is_quantile(stat: Any) -> bool:
@@ -576,6 +549,10 @@ class LogMelSpectrogram(ItemTransformer):
 
     _what = "audio items"
     _versioned = ("librosa", "soundfile", "soxr", "scipy")
+    # The filter-bank products are tiny: BLAS threads only cost time (a lot on a busy
+    # machine), and their number changes the rounding, which would make the output
+    # depend on n_jobs and on the core count. The base sets this once per batch.
+    _blas_threads = 1
 
     def __init__(
         self,
@@ -639,5 +616,4 @@ class LogMelSpectrogram(ItemTransformer):
 
     def _extract(self, source: Any) -> np.ndarray:
         y, sr = load_audio(source, self.sr, mono=True, max_duration=self.max_duration)
-        with _one_blas_thread():
-            return _log_mel_image(y, sr, self).reshape(-1)
+        return _log_mel_image(y, sr, self).reshape(-1)

@@ -403,6 +403,27 @@ def test_load_audio_errors_are_bad_items(audio):
     mmsk._audio_load._check_not_truncated("data : 4294967295 (should be 1978)\n")
 
 
+def test_an_open_file_is_decoded_by_descriptor_and_left_open(audio, monkeypatch):
+    seen = []
+    real = mmsk._audio_load.sf.SoundFile
+
+    def recording(file, *args, **kwargs):
+        seen.append(type(file).__name__)
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(mmsk._audio_load.sf, "SoundFile", recording)
+    data = Path(audio["tone_440"]).read_bytes()
+    with open(audio["tone_440"], "rb") as fh:
+        y, sr = load_audio(fh, SR)
+        assert not fh.closed  # libsndfile did not close the caller's descriptor
+    expected, _ = load_audio(data, SR)  # bytes: through soundfile's Python I/O
+    assert seen == ["int", "BytesIO"]
+    np.testing.assert_array_equal(y, expected)
+    with open(audio["truncated"], "rb") as fh:  # the log-based checks hold by descriptor
+        with pytest.raises(BadItem, match="truncated file"):
+            load_audio(fh, SR)
+
+
 # -- cache -------------------------------------------------------------------------
 
 
