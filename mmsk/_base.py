@@ -440,13 +440,16 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         return FeatureCache(location, type(self).__name__, self._cache_token(n_out))
 
     def _run(self, function: Any, tasks: list[tuple[Any, ...]]) -> Any:
-        """Yield ``function(*task)`` per task: via joblib when it can run them in parallel."""
-        if len(tasks) == 1 or joblib.effective_n_jobs(self.n_jobs) == 1:
+        """Yield ``function(*task)`` per task: via joblib when it can run them in parallel.
+
+        An extractor without an ``n_jobs`` parameter (:class:`~mmsk.SentenceEmbedder`:
+        its model batches the texts itself) runs its tasks in this process.
+        """
+        n_jobs = getattr(self, "n_jobs", 1)
+        if len(tasks) == 1 or joblib.effective_n_jobs(n_jobs) == 1:
             return (function(*task) for task in tasks)
         call = joblib.delayed(function)
-        return joblib.Parallel(n_jobs=self.n_jobs, return_as="generator")(
-            call(*task) for task in tasks
-        )
+        return joblib.Parallel(n_jobs=n_jobs, return_as="generator")(call(*task) for task in tasks)
 
     def _batch_size(self, n: int) -> int:
         workers = joblib.effective_n_jobs(self.n_jobs)

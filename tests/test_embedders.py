@@ -520,6 +520,15 @@ def test_sentence_output_does_not_depend_on_batch_size(minilm):
         np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+def test_sentence_embedder_embeds_more_texts_than_one_chunk(minilm, monkeypatch):
+    # a call of more than _chunk_size() texts (1,024 by default) goes in several chunks;
+    # SentenceEmbedder has no n_jobs, so they run in this process
+    expected = SentenceEmbedder(model=minilm).fit_transform(TEXTS)
+    monkeypatch.setattr(SentenceEmbedder, "_chunk_size", lambda self: 2)
+    out = SentenceEmbedder(model=minilm).fit_transform(TEXTS)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 def test_sentence_embedder_is_lazy_and_pickles_small(minilm, load_counter):
     emb = SentenceEmbedder(model=minilm)
     twin = clone(emb).set_params(batch_size=8, normalize=True)
