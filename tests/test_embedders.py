@@ -520,6 +520,15 @@ def test_sentence_output_does_not_depend_on_batch_size(minilm):
         np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+def test_sentence_embedder_embeds_more_texts_than_one_chunk(minilm, monkeypatch):
+    # a call of more than _chunk_size() texts (1,024 by default) goes in several chunks;
+    # SentenceEmbedder has no n_jobs, so they run in this process
+    expected = SentenceEmbedder(model=minilm).fit_transform(TEXTS)
+    monkeypatch.setattr(SentenceEmbedder, "_chunk_size", lambda self: 2)
+    out = SentenceEmbedder(model=minilm).fit_transform(TEXTS)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 def test_sentence_embedder_is_lazy_and_pickles_small(minilm, load_counter):
     emb = SentenceEmbedder(model=minilm)
     twin = clone(emb).set_params(batch_size=8, normalize=True)
@@ -632,16 +641,6 @@ def test_without_sentence_transformers_the_error_names_the_extra(monkeypatch, tm
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(ImportError, match=r"pip install 'mmsk\[text\]'"):
         SentenceEmbedder(model=str(tmp_path)).fit(TEXTS)
-
-
-def test_sentence_embedder_runs_more_texts_than_one_chunk(minilm):
-    # More than one decoding chunk (1,024 texts) reached ItemTransformer._run,
-    # which read self.n_jobs, an attribute SentenceEmbedder does not have.
-    texts = pd.Series(["short text"] * 1025 + ["another one"], name="t")
-    out = SentenceEmbedder(model=minilm, device="cpu").fit_transform(texts)
-    assert out.shape == (1026, 384)
-    np.testing.assert_allclose(out[0], out[1024], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(out[0], out[1025])
 
 
 @pytest.mark.gpu
