@@ -15,6 +15,7 @@ import mmsk._base
 import mmsk._cache
 import mmsk._cache_paths
 import mmsk._cache_segments
+import mmsk._extract
 import mmsk._files
 import mmsk._items
 from mmsk import ImagePixels, ItemError, ItemWarning
@@ -163,7 +164,7 @@ def test_no_cache_work_without_memory(monkeypatch, pngs):
     monkeypatch.setattr(mmsk._cache, "library_versions", refuse)
     monkeypatch.setattr(mmsk._base, "known_key", refuse)
     monkeypatch.setattr(mmsk._base, "path_key", refuse)
-    monkeypatch.setattr(mmsk._base, "keyed_path", refuse)
+    monkeypatch.setattr(mmsk._extract, "keyed_path", refuse)
     monkeypatch.setattr(mmsk._cache.FeatureCache, "__init__", refuse)
     out = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs + [None])
     assert out.shape == (7, 16) and np.isnan(out[-1]).all() and not np.isnan(out[:-1]).any()
