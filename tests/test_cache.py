@@ -513,3 +513,22 @@ def test_an_embedder_stores_path_keys_too(pngs, tmp_path, reads):
     reads.clear()
     np.testing.assert_allclose(clone(enc).fit_transform(pngs), first)
     assert reads == []
+
+
+def test_missing_and_failed_rows_are_nan_with_the_cache(pngs, tmp_path):
+    """With ``memory=``, missing and failed rows are NaN and hit rows equal extraction."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    items = [None, pngs[0], "", str(bad), pngs[1], float("nan")]
+    plain = ImagePixels(size=(4, 4), mode="L", on_error="nan")
+    with pytest.warns(ItemWarning):
+        expected = plain.fit_transform(items)
+    cached = ImagePixels(size=(4, 4), mode="L", on_error="nan", memory=tmp_path / "cache")
+    for _ in range(2):  # first: misses extracted; then: hits from the store
+        with pytest.warns(ItemWarning):
+            out = cached.fit_transform(items)
+        np.testing.assert_array_equal(out, expected)
+        assert np.isnan(out[[0, 2, 3, 5]]).all() and not np.isnan(out[[1, 4]]).any()
+    mmsk._cache.MEMORY.clear()  # rows from disk, into a fresh (uninitialised) output
+    with pytest.warns(ItemWarning):
+        np.testing.assert_array_equal(cached.transform(items), expected)
