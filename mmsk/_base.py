@@ -140,7 +140,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         """Validate ``on_error`` and, where the extractor has them, ``n_jobs`` and ``memory``."""
         if self.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
-        n_jobs = getattr(self, "n_jobs", 1)
+        n_jobs = self._n_jobs()
         if n_jobs is not None and not isinstance(n_jobs, (int, np.integer)):
             raise ValueError(f"n_jobs must be an int or None, got {n_jobs!r}")
         cache_location(getattr(self, "memory", None))  # validates the type
@@ -287,10 +287,13 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             return None
         return FeatureCache(location, type(self).__name__, self._cache_token(n_out))
 
+    def _n_jobs(self) -> int | None:
+        """Return the ``n_jobs`` parameter; 1 for an extractor without one (SentenceEmbedder)."""
+        return getattr(self, "n_jobs", 1)
+
     def _in_process(self, n_tasks: int) -> bool:
         """Tell whether ``n_tasks`` tasks run here, one after the other (not via joblib)."""
-        # SentenceEmbedder has no n_jobs
-        return n_tasks <= 1 or joblib.effective_n_jobs(getattr(self, "n_jobs", 1)) == 1
+        return n_tasks <= 1 or joblib.effective_n_jobs(self._n_jobs()) == 1
 
     def _run(self, function: Any, tasks: list[tuple[Any, ...]]) -> Any:
         """Yield ``function(*task)`` per task: via joblib when it can run them in parallel.
@@ -303,13 +306,11 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         if self._in_process(len(tasks)):
             return (function(*task) for task in tasks)
         call = joblib.delayed(function)
-        parallel = joblib.Parallel(
-            n_jobs=getattr(self, "n_jobs", 1), batch_size=1, return_as="generator"
-        )
+        parallel = joblib.Parallel(n_jobs=self._n_jobs(), batch_size=1, return_as="generator")
         return parallel(call(*task) for task in tasks)
 
     def _batch_size(self, n: int) -> int:
-        return batch_size(n, joblib.effective_n_jobs(getattr(self, "n_jobs", 1)))
+        return batch_size(n, joblib.effective_n_jobs(self._n_jobs()))
 
     def _extract_all(
         self, items: Sequence[Any], column: str | None, labels: Sequence[Any] | None = None

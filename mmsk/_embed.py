@@ -451,7 +451,7 @@ class Embedder(ItemTransformer):
             )
             for chunk in chunks
         ]
-        ahead = len(tasks) > 1 and joblib.effective_n_jobs(getattr(self, "n_jobs", 1)) == 1
+        ahead = len(tasks) > 1 and self._in_process(len(tasks))
         if ahead:
             results = decoded_ahead(_prepare_chunk, tasks)  # decoding overlaps the model
         else:
