@@ -17,6 +17,17 @@ def _seeds_fixed():
         sys.modules["torch"].manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module: tiny models run fastest so, and shared CI cores spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_data_dir() -> Path | None:
     """The real data folder: $MMSK_DATA, else the repository's ../shared/data."""
     env = os.environ.get("MMSK_DATA")

@@ -28,12 +28,7 @@ SR = 8000
 WINDOW, HOP = 400, 200  # 50 ms windows every 25 ms at 8 kHz
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FrameNet(nn.Module):
