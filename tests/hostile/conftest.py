@@ -51,6 +51,20 @@ def fifo(tmp_path):
         pass  # no reader waiting: nothing to release
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _audio_warmed_up(media):
+    """Run the audio extractors once before any deadline starts.
+
+    Their first call in a process compiles librosa's numba kernels and loads the
+    resampler: seconds in a fresh virtualenv, which a deadline meant to catch a
+    hang must not count.
+    """
+    from mmsk import AudioFeatures, LogMelSpectrogram
+
+    for extractor in (AudioFeatures(sr=8000, n_fft=256, hop_length=128), LogMelSpectrogram()):
+        extractor.fit_transform([media["wav0"]])
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     """Small good files, and hostile ones next to them, in one folder."""
