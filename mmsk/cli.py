@@ -130,9 +130,15 @@ def _fit(args: argparse.Namespace) -> int:
         cols = cols if isinstance(cols, str) else ", ".join(cols)
         width = net.modality_dims_[name]
         print(f"block     {name:<12} <- {cols}  ({width} feature{'s' * (width != 1)})")
-    epochs = len(net.net_.history)
+    nets = getattr(net, "nets_", [net.net_])
+    counts = [len(member.history) for member in nets]
+    epochs = (
+        f"{counts[0]} epochs" if len(set(counts)) == 1 else f"{'/'.join(map(str, counts))} epochs"
+    )
+    if len(nets) > 1:
+        epochs = f"{len(nets)} networks averaged, {epochs}{' each' * (len(set(counts)) == 1)}"
     metric = "accuracy" if task == "classification" else "R2"
-    print(f"network   fusion {net.fusion!r}, {epochs} epochs, on {net.device_}")
+    print(f"network   fusion {net.fusion!r}, {epochs}, on {net.device_}")
     print(f"fitted    in {seconds:.1f} s; training {metric} {score:.3f}")
     print(f"saved     {args.out}")
     return 0

@@ -41,6 +41,7 @@ NETWORK = dict(
     early_stopping=True,
     n_iter_no_change=10,
     validation_fraction=0.15,
+    n_estimators=1,  # one network per fit: the demo compares fusion methods, in about 30 s
     random_state=0,
 )
 

@@ -357,7 +357,7 @@ def test_params_file_sets_arguments_and_step_parameters(tabular_csv, tmp_path, s
     code, out, err = _run(["fit", tabular_csv, "--target", "sold", "--numeric", "x",
                            "--params", file, "--out", model])  # fmt: skip
     assert code == 0, err
-    assert "block     categorical  <- colour" in out and "fusion 'gated', 2 epochs" in out
+    assert "block     categorical  <- colour" in out and "fusion 'gated', 5 networks averaged, 2 epochs each" in out
     got = mmsk.load(model).get_params()
     assert (got["fusion__hidden_units"], got["fusion__n_layers"]) == (8, 2)
     assert got["features__categorical__handle_unknown"] == "error"
@@ -381,7 +381,7 @@ def test_flags_override_the_params_file(tabular_csv, tmp_path):
          "--random-state", "0", "--out", model]
     )  # fmt: skip
     assert code == 0, err
-    assert "(classification, 2 classes)" in out and "fusion 'gated', 1 epochs" in out
+    assert "(classification, 2 classes)" in out and "fusion 'gated', 5 networks averaged, 1 epochs each" in out
     got = mmsk.load(model).get_params()
     assert (got["fusion__fusion"], got["fusion__max_epochs"], got["fusion__random_state"]) == (
         "gated", 1, 0
@@ -392,11 +392,13 @@ def test_flags_override_the_params_file(tabular_csv, tmp_path):
 def test_verbose_prints_epochs_and_items_on_stderr(sample_csv, tmp_path):
     model = tmp_path / "m.skops"
     code, out, err = _run(["fit", sample_csv, "--target", "label", "--image", "image",
-                           "--max-epochs", "3", "--verbose", "--out", model])  # fmt: skip
+                           "--max-epochs", "3", "--n-estimators", "2", "--verbose",
+                           "--out", model])  # fmt: skip
     assert code == 0, err
     assert re.search(r"^\s*epoch\s+train_loss", err, re.M), err
     epochs = re.findall(r"^\s+(\d+)\s+\S*\d\.\d+", err, re.M)
-    assert epochs == ["1", "2", "3"], err
+    assert epochs == ["1", "2", "3"] * 2, err
+    assert "network 1 of 2" in err and "network 2 of 2" in err, err  # which table is which
     assert "ImagePixels" in err and "60/60" in err  # the extractor's progress bar
     assert "train_loss" not in out and out.startswith("data ")  # stdout: the summary only
     params = mmsk.load(model).get_params()  # the saved model is quiet

@@ -184,7 +184,8 @@ def test_a_model_whose_state_says_cuda_loads_on_the_cpu(kind, pairs, tmp_path, m
     """
     X, y = pairs
     if kind == "classifier":
-        model = FusionClassifier(hidden_units=8, max_epochs=3, random_state=0).fit(X, y)
+        model = FusionClassifier(hidden_units=8, max_epochs=3, n_estimators=2, random_state=0)
+        model.fit(X, y)
         expected = model.predict_proba(X)
     else:
         model = CrossModalRetriever(**SMALL).fit(X, y)
@@ -192,7 +193,8 @@ def test_a_model_whose_state_says_cuda_loads_on_the_cpu(kind, pairs, tmp_path, m
     _claim_cuda(model, monkeypatch)
     monkeypatch.setattr(_ClaimsCuda, "moves", [])
     path = mmsk.save(model, tmp_path / "cuda.skops")
-    n_tensors = len(model.net_.module_.state_dict())
+    nets = getattr(model, "nets_", [model.net_])
+    n_tensors = sum(len(net.module_.state_dict()) for net in nets)
     assert _ClaimsCuda.moves == [torch.device("cpu")] * n_tensors
     loaded = mmsk.load(path)
     assert loaded.device_ == "cpu"

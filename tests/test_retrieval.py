@@ -314,7 +314,13 @@ def test_fit_rejects_a_pair_that_lacks_a_modality():
 def test_fusion_transform_is_the_input_of_the_head(data, fusion):
     X, y = data
     clf = FusionClassifier(
-        fusion=fusion, hidden_units=8, max_epochs=3, wide=False, n_jobs=1, random_state=0
+        fusion=fusion,
+        hidden_units=8,
+        max_epochs=3,
+        wide=False,
+        n_estimators=1,
+        n_jobs=1,
+        random_state=0,
     )
     clf.fit(X, y)
     proba = clf.predict_proba(X)

@@ -81,6 +81,12 @@ MIN_AUTO_VALIDATION_ROWS = 20
 #: The validation fraction when early stopping is on and ``validation_fraction`` is None.
 DEFAULT_VALIDATION_FRACTION = 0.1
 
+#: ``n_estimators="auto"``: this many networks on small data of MLP towers ...
+AUTO_N_ESTIMATORS = 5
+
+#: ... that is, with at most this many training rows (else one network).
+AUTO_ENSEMBLE_MAX_ROWS = 10_000
+
 #: Scorer names that need a binary target (their multiclass forms have other names).
 BINARY_SCORERS = ("roc_auc", "average_precision", "f1", "precision", "recall", "jaccard")
 
@@ -160,9 +166,15 @@ class FusionBase(BaseEstimator):
             ("rank", 1),
             ("max_epochs", 1),
             ("n_iter_no_change", 1),
-            ("n_estimators", 1),
         ]:
             _check_int(name, getattr(self, name), low)
+        n_estimators = self._n_estimators_param()
+        if n_estimators != "auto" and (
+            isinstance(n_estimators, bool)
+            or not isinstance(n_estimators, Integral)
+            or n_estimators < 1
+        ):
+            raise ValueError(f"n_estimators must be an int >= 1 or 'auto', got {n_estimators!r}")
         if self.embed_dim is not None:
             _check_int("embed_dim", self.embed_dim, 1)
         if self.n_jobs is not None and self.n_jobs != -1:
@@ -226,6 +238,22 @@ class FusionBase(BaseEstimator):
 
     def _precision(self) -> str:
         return self.__dict__.get("precision", "32")  # (pickled before precision existed)
+
+    def _n_estimators_param(self) -> Any:
+        return self.__dict__.get("n_estimators", 1)  # (pickled before "auto" existed: 1)
+
+    def _resolve_n_estimators(self, n_samples: int) -> int:
+        """Return how many networks to train: ``n_estimators``, or what ``"auto"`` means here.
+
+        ``"auto"``: :data:`AUTO_N_ESTIMATORS` when every tower is an MLP (the
+        cheap networks on extracted features) and there are at most
+        :data:`AUTO_ENSEMBLE_MAX_ROWS` training rows, else 1.
+        """
+        wanted = self._n_estimators_param()
+        if wanted != "auto":
+            return int(wanted)
+        cheap = all(kind == "mlp" for kind, _ in self._towers)
+        return AUTO_N_ESTIMATORS if cheap and n_samples <= AUTO_ENSEMBLE_MAX_ROWS else 1
 
     def _check_torch_params(self) -> None:
         """Check what skorch and torch would only refuse late: mid-build or mid-training."""
@@ -528,6 +556,7 @@ class FusionBase(BaseEstimator):
                     f"classes; use a multiclass scorer, e.g. 'f1_macro' or 'roc_auc_ovr'"
                 )
         self.early_stopping_ = stop_early
+        self.n_estimators_ = self._resolve_n_estimators(n_samples)
         rng = check_random_state(self.random_state)
         self.device_ = resolve_device(self.device)
         check_precision(self._precision(), self.device_)
@@ -547,7 +576,9 @@ class FusionBase(BaseEstimator):
         # a criterion that mismatches the task fails here, not inside torch (a trial net)
         check_criterion(self, self._build_net(0, 0, self.device_, groups=groups), n_outputs)
         nets = []
-        for _ in range(self.n_estimators):
+        for i in range(self.n_estimators_):
+            if self.verbose and self.n_estimators_ > 1:  # which epoch table is which
+                print(f"network {i + 1} of {self.n_estimators_}", flush=True)
             seed, shuffle_seed, split_seed = draw_seed(rng), draw_seed(rng), draw_seed(rng)
             self._net_spec["seeds"].append([shuffle_seed, split_seed])
             net = self._build_net(shuffle_seed, split_seed, self.device_, groups=groups)
@@ -691,9 +722,11 @@ class FusionBase(BaseEstimator):
         >>> import numpy as np
         >>> from mmsk.fusion import FusionClassifier
         >>> X = {"image": np.random.RandomState(0).normal(size=(40, 6)), "audio": np.ones((40, 2))}
-        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2).fit(X, X["image"][:, 0] > 0)
-        >>> clf.transform(X).shape
+        >>> clf = FusionClassifier(hidden_units=8, max_epochs=2, n_estimators=1)
+        >>> clf.fit(X, X["image"][:, 0] > 0).transform(X).shape
         (40, 16)
+        >>> clf.set_params(n_estimators=3).fit(X, X["image"][:, 0] > 0).transform(X).shape
+        (40, 48)
         >>> clf.get_feature_names_out()[:3].tolist()
         ['fused0', 'fused1', 'fused2']
         """
@@ -739,7 +772,8 @@ class FusionBase(BaseEstimator):
         >>> import numpy as np
         >>> from mmsk.fusion import FusionClassifier
         >>> X = np.random.RandomState(0).normal(size=(40, 3))
-        >>> FusionClassifier(hidden_units=4, max_epochs=2).fit_transform(X, X[:, 0] > 0).shape
+        >>> clf = FusionClassifier(hidden_units=4, max_epochs=2, n_estimators=1)
+        >>> clf.fit_transform(X, X[:, 0] > 0).shape
         (40, 4)
         """
         return self.fit(X, y, **fit_params).transform(X)
@@ -762,8 +796,8 @@ class FusionBase(BaseEstimator):
         >>> import numpy as np
         >>> from mmsk.fusion import FusionRegressor
         >>> X = np.random.RandomState(0).normal(size=(40, 3))
-        >>> reg = FusionRegressor(fusion="gated", hidden_units=4, max_epochs=2).fit(X, X[:, 0])
-        >>> reg.get_feature_names_out().tolist()
+        >>> reg = FusionRegressor(fusion="gated", hidden_units=4, max_epochs=2, n_estimators=1)
+        >>> reg.fit(X, X[:, 0]).get_feature_names_out().tolist()
         ['fused0', 'fused1', 'fused2', 'fused3']
         """
         check_is_fitted(self)

@@ -302,6 +302,18 @@ def _mask_sparse(
 #: The input scaling rules of ``standardize``, per block.
 SCALINGS = ("auto", "standard", "none")
 
+#: The fewest columns of a block that ``"auto"`` takes for a normalised embedding.
+MIN_EMBEDDING_WIDTH = 8
+
+
+def _unit_rows(block: Any, present: np.ndarray) -> bool:
+    """Whether a dense block is a normalised embedding: wide, every present row of unit norm."""
+    if sparse.issparse(block) or block.ndim != 2 or block.shape[1] < MIN_EMBEDDING_WIDTH:
+        return False
+    rows = block[present] if not present.all() else block
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    return bool(np.all(np.abs(norms - 1.0) <= 1e-3))
+
 
 def scaling_rule(value: Any, name: str) -> str:
     """Map one ``standardize`` value (bool or rule name) to a rule of :data:`SCALINGS`.
@@ -344,8 +356,11 @@ def block_stats(
 
     - ``"standard"``: every column to zero mean and unit variance;
     - ``"auto"``: a sparse block (TF-IDF, counts, one-hot) keeps its natural
-      scale; in a dense block, a *binary* column (every present value 0 or
-      1: one-hot codes, indicators) keeps its scale too, and every other
+      scale, and so does a *normalised embedding* (a dense block of at
+      least :data:`MIN_EMBEDDING_WIDTH` columns whose present rows all have
+      unit L2 norm, to within 1e-3: sentence-transformers or CLIP vectors);
+      in any other dense block, a *binary* column (every present value 0
+      or 1: one-hot codes, indicators) keeps its scale too, and every other
       column is standardised;
     - ``"none"``: the identity.
 
@@ -407,7 +422,9 @@ def block_stats(
             )
         rule = rules[i]
         width = block.shape[1]
-        if rule == "none" or (rule == "auto" and sparse.issparse(block)):
+        if rule == "none" or (
+            rule == "auto" and (sparse.issparse(block) or _unit_rows(block, present))
+        ):
             means.append(np.zeros(width, dtype=np.float32))
             scales.append(np.ones(width, dtype=np.float32))
             continue

@@ -162,11 +162,16 @@ _NETWORK = """\
         ``scorer(estimator, X, y)``, evaluated on the estimator's own
         predictions (original labels, unscaled targets) and recorded as
         ``valid_score`` in ``net_.history`` (greater is better).
-    n_estimators : int, default=1
+    n_estimators : int or "auto", default="auto"
         Networks trained with different seeds (weights, batches and
         validation split) and averaged: probabilities for the classifier,
-        predictions for the regressor. Costs ``n_estimators`` times the fit
-        and predict time, and usually pays on small or noisy data.
+        predictions for the regressor (bagging of the seeds; with early
+        stopping each network holds out other rows, so the ensemble learns
+        from every row). Costs ``n_estimators`` times the fit and predict
+        time, and pays on small or noisy data. ``"auto"``: 5 networks when
+        every tower is an MLP (networks on extracted features, cheap to
+        train) and there are at most 10,000 training rows, else 1;
+        ``n_estimators_`` says how many were trained.
     patience : int, optional
         Deprecated alias of ``n_iter_no_change``; will be removed in 0.4."""
 
@@ -214,6 +219,9 @@ _ATTRIBUTES = """\
     early_stopping_ : bool
         Whether early stopping was on (``early_stopping="auto"`` decides by
         the size of the data).
+    n_estimators_ : int
+        How many networks were trained (what ``n_estimators="auto"``
+        chose).
     nets_ : list of skorch.NeuralNet
         The ``n_estimators`` trained nets; ``predict`` averages them.
     net_ : skorch.NeuralNet

@@ -162,9 +162,11 @@ def test_onnx_export_of_a_bf16_model_is_float32(blocks_data, tmp_path):
         onnx.TensorProto.BOOL,
     }
     (out,) = ort.InferenceSession(str(path)).run(None, clf.onnx_inputs(X))
-    clf.net_.precision = "32"  # the same weights, in float32
+    for net in clf.nets_:
+        net.precision = "32"  # the same weights, in float32
     float32 = clf.predict_proba(X)
-    clf.net_.precision = "bf16"
+    for net in clf.nets_:
+        net.precision = "bf16"
     assert_allclose(out, float32, atol=1e-5)
     assert_allclose(out, clf.predict_proba(X), atol=0.05)  # bf16 keeps ~3 digits
 

@@ -176,7 +176,12 @@ def test_weighted_statistics_are_those_of_repeated_rows():
 def test_validation_loss_and_score_are_weighted_on_the_same_stratified_split():
     X, y, weight = data(n=120)
     params = dict(
-        FAST, validation_fraction=0.3, early_stopping=False, scoring="accuracy", max_epochs=3
+        FAST,
+        validation_fraction=0.3,
+        early_stopping=False,
+        scoring="accuracy",
+        max_epochs=3,
+        n_estimators=1,  # the history is one net's; predict_proba must be that net's too
     )
     clf = FusionClassifier(callbacks=[("record", RecordSplit())], **params)
     clf.fit(X, y, sample_weight=weight)
@@ -202,6 +207,7 @@ def test_regressor_scoring_uses_held_out_weights():
         scoring="neg_mean_absolute_error",
         validation_fraction=0.25,
         early_stopping=False,
+        n_estimators=1,
         **{**FAST, "max_epochs": 2},
     ).fit(X, y, sample_weight=weight)
     valid = split_of(clf).valid_

@@ -95,8 +95,11 @@ def test_callable_scorer_and_bad_scoring():
         calls.append(len(y_valid))
         return f1_score(y_valid, estimator.predict(X_valid))
 
-    FusionClassifier(scoring=scorer, max_epochs=3, **QUICK).fit(X, y)
+    FusionClassifier(scoring=scorer, max_epochs=3, n_estimators=1, **QUICK).fit(X, y)
     assert calls == [40, 40, 40]
+    calls.clear()
+    FusionClassifier(scoring=scorer, max_epochs=3, n_estimators=2, **QUICK).fit(X, y)
+    assert calls == [40] * 6  # each network on its own held-out rows
     with pytest.raises(ValueError, match="scoring must be None"):
         FusionClassifier(scoring=3).fit(X, y)
     with pytest.raises(ValueError, match="not a scikit-learn scorer name"):
@@ -196,6 +199,64 @@ def test_auto_scaling_leaves_binary_columns_and_sparse_blocks_alone():
     assert (towers[1].mean.numpy() > 0).any()
     with pytest.raises(ValueError, match="'nope', which is not a block"):
         FusionClassifier(standardize={"nope": True}, **QUICK).fit(X, y)
+
+
+def test_auto_scaling_leaves_normalised_embeddings_alone():
+    rng = np.random.RandomState(0)
+    n = 200
+    raw = rng.normal(size=(n, 16)) + 3.0
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)  # a sentence-transformers block
+    narrow = unit[:, :4] / np.linalg.norm(unit[:, :4], axis=1, keepdims=True)
+    unit_with_missing = unit.copy()
+    unit_with_missing[:5] = np.nan  # missing rows do not count
+    X = {"emb": unit, "narrow": narrow, "raw": raw, "gaps": unit_with_missing}
+    y = (raw[:, 0] > 3).astype(int)
+    clf = FusionClassifier(max_epochs=1, n_estimators=1, **QUICK).fit(X, y)
+    emb, narrow_tower, raw_tower, gaps = clf.net_.module_.towers
+    for tower in (emb, gaps):  # unit L2 norm in every present row: natural scale
+        assert_array_equal(tower.mean.numpy(), 0)
+        assert_array_equal(tower.inv_scale.numpy(), 1)
+    # fewer than 8 columns, or rows of other norms: standardised column by column
+    assert_allclose(narrow_tower.mean.numpy(), narrow.mean(axis=0), rtol=1e-4)
+    assert_allclose(raw_tower.mean.numpy(), raw.mean(axis=0), rtol=1e-4)
+    # "standard" (or True) still standardises an embedding
+    every = FusionClassifier(standardize={"emb": "standard"}, max_epochs=1, n_estimators=1, **QUICK)
+    assert_allclose(every.fit(X, y).net_.module_.towers[0].mean.numpy(), unit.mean(0), rtol=1e-4)
+    off_by_a_little = dict(X, emb=unit * 1.01)  # not normalised: standardised
+    towers = FusionClassifier(max_epochs=1, n_estimators=1, **QUICK).fit(off_by_a_little, y)
+    assert (np.abs(towers.net_.module_.towers[0].mean.numpy()) > 0).all()
+
+
+# -- bagging of seeds (n_estimators) ---------------------------------------------------------
+
+
+def test_n_estimators_auto_bags_five_cheap_networks_on_small_data():
+    X, y = linear_problem(120)
+    clf = FusionClassifier(max_epochs=2, **QUICK).fit(X, y)
+    assert clf.n_estimators == "auto" and clf.n_estimators_ == 5 and len(clf.nets_) == 5
+    members = np.mean([net.predict_proba(clf._prepare(X, fit=False)[0]) for net in clf.nets_], 0)
+    assert_allclose(clf.predict_proba(X), members, rtol=1e-5, atol=1e-7)  # their average
+    seeds = {tuple(pair) for pair in clf._net_spec["seeds"]}
+    assert len(seeds) == 5  # each its own batches and validation split
+    one = FusionClassifier(max_epochs=2, n_estimators=1, **QUICK).fit(X, y)
+    assert one.n_estimators_ == 1 and len(one.nets_) == 1
+    reg = FusionRegressor(max_epochs=2, **QUICK).fit(X, X["a"][:, 0])
+    assert reg.n_estimators_ == 5
+    for bad in (0, 2.5, "five", True):
+        with pytest.raises(ValueError, match="n_estimators must be an int >= 1 or 'auto'"):
+            FusionClassifier(n_estimators=bad, **QUICK).fit(X, y)
+
+
+def test_n_estimators_auto_trains_one_network_on_big_data_or_costly_towers():
+    rng = np.random.RandomState(0)
+    big = rng.normal(size=(10_001, 2)).astype("float32")
+    clf = FusionClassifier(max_epochs=1, hidden_units=4, batch_size=2048, random_state=0)
+    assert clf.fit(big, big[:, 0] > 0).n_estimators_ == 1  # more than 10,000 rows
+    assert clf.fit(big[:10_000], big[:10_000, 0] > 0).n_estimators_ == 5
+    images = rng.rand(60, 1, 8, 8).astype("float32")
+    X = {"image": images.reshape(60, -1)}
+    conv = FusionClassifier(towers={"image": ("conv", {"shape": (1, 8, 8)})}, max_epochs=1, **QUICK)
+    assert conv.fit(X, images[:, 0, 0, 0] > 0.5).n_estimators_ == 1  # a conv tower: one net
 
 
 # -- the wide path ---------------------------------------------------------------------------
