@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -106,6 +107,22 @@ def test_top_layer_trains_lower_layers_stay_frozen(fitted, minilm):
     # a missing text is a missing modality, not an error
     proba = pipe.predict_proba(X.iloc[:4])
     assert proba.shape == (4, 2) and np.isfinite(proba).all()
+
+
+def test_dropout_is_on_in_the_trained_layers_only(fitted):
+    tower = fitted[0][-1].net_.module_.towers[0]
+    tower.train()
+    try:
+        dropouts = {
+            name: m.training
+            for name, m in tower.model.named_modules()
+            if isinstance(m, torch.nn.Dropout)
+        }
+        top = {name for name in dropouts if name.startswith("encoder.layer.5.")}
+        assert top and all(dropouts[name] for name in top)  # the trained layer: dropout on
+        assert not any(on for name, on in dropouts.items() if name not in top)  # frozen: off
+    finally:
+        tower.eval()
 
 
 def test_frozen_encoder_keeps_its_weights(minilm):

@@ -266,14 +266,19 @@ class PretrainedTextEncoder(nn.Module):
         if trainable_layers != "all":
             layers = _layer_list(self.model)
             k = min(int(trainable_layers), len(layers))
-            kept = {id(p) for layer in layers[len(layers) - k :] for p in layer.parameters()}
+            top = list(layers[len(layers) - k :])
             if k > 0 and hasattr(self.model, "pooler") and self.model.pooler is not None:
-                kept |= {id(p) for p in self.model.pooler.parameters()}
+                top.append(self.model.pooler)
+            kept = {id(p) for part in top for p in part.parameters()}
             for p in self.model.parameters():
                 p.requires_grad_(id(p) in kept)
-            # the modules with no trainable weight run in eval mode (no dropout)
+            # outside the trained layers, the modules with no trainable weight run in
+            # eval mode (no dropout in the frozen layers); inside them dropout stays on
+            training = {id(m) for part in top for m in part.modules()}
             self.frozen = [
-                m for m in self.model.modules() if not any(p.requires_grad for p in m.parameters())
+                m
+                for m in self.model.modules()
+                if id(m) not in training and not any(p.requires_grad for p in m.parameters())
             ]
         self.trainable = trainable_layers
         hidden = int(self.model.config.hidden_size)
