@@ -53,6 +53,7 @@ MAX_AUDIO_SECONDS = 300.0
 MAX_RECORDS = 256
 _SHOWN_PROBLEMS = 20
 _OPTIONS_ENV = "MMSK_SERVE_OPTIONS"  # how `serve(workers=n)` hands its options to the workers
+_HTTP_PROTOCOL = "mmsk._serve_http:NoDelayHTTPProtocol"  # uvicorn's, with TCP_NODELAY
 
 logger = logging.getLogger("mmsk.serve")
 
@@ -512,7 +513,10 @@ def serve(
 
     Loads ``model_path`` with :func:`mmsk.io.load` and its card with
     :func:`mmsk.io.read_card`, builds the application with
-    :func:`create_app` and runs it with uvicorn.
+    :func:`create_app` and runs it with uvicorn, whose HTTP protocol sets
+    ``TCP_NODELAY`` on every connection (the sockets uvicorn binds for
+    ``workers`` lack it, and each response would wait 40 ms for the
+    client's delayed acknowledgement: :mod:`mmsk._serve_http`).
 
     Parameters
     ----------
@@ -568,7 +572,14 @@ def serve(
     }
     _log_to_stderr()
     app = _load_app(os.fspath(model_path), trusted=trusted, **options)  # fail here, not in workers
-    common = {"host": host, "port": port, "log_level": log_level, "server_header": False}
+    # TCP_NODELAY on every connection: the sockets uvicorn binds for workers lack it (_serve_http)
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "server_header": False,
+        "http": _HTTP_PROTOCOL,
+    }
     if workers is None or workers == 1:
         uvicorn.run(app, **common)
         return
