@@ -5,8 +5,9 @@ fitted on the shipped sample (``mmsk.datasets.load_sample``, 300 pairs).
 The bare work for one row is what the prediction cannot avoid, written by
 hand with the same libraries: decode the PNG with Pillow and resize it,
 read the WAV with soundfile, resample it with librosa (soxr) and compute
-the same librosa features, then one forward pass of the fitted net's module
-under ``torch.no_grad``. Both give the same numbers (checked before timing).
+the same librosa features, then one forward pass of each fitted net's
+module (``nets_``: the ``n_estimators`` members of the ensemble) under
+``torch.no_grad`` and the average of their probabilities. Both give the same numbers (checked before timing).
 
 Printed, as the run goes (the protocol of ``benchmarks/_timing.py``: the
 variants interleaved A B A B, medians and spread, the machine's load):
@@ -19,9 +20,17 @@ variants interleaved A B A B, medians and spread, the machine's load):
 2. batch throughput of ``model.predict`` on all 300 rows against the bare
    work row by row over the same rows (rows/s, medians);
 3. requests/s of ``mmsk.serve.create_app(model)`` under uvicorn on
-   127.0.0.1, one record per request (media as base64), from 1, 4 and 16
-   client threads using httpx (the client counts interleaved, rounds
-   repeated: median and [min, max]), next to the in-process one-row rate.
+   127.0.0.1 with ``mmsk serve``'s HTTP protocol (``TCP_NODELAY`` on each
+   connection), one record per request (media as base64), from 1, 4 and 16
+   client threads using httpx (one keep-alive client per thread), next to
+   the in-process one-row rate; beside it, interleaved with it (rounds
+   repeated: median and [min, max]), the floor, a trivial FastAPI endpoint
+   on the same route that does no work, and the same app under uvicorn's
+   default protocol, as it ran before (Nagle on: each answer waits 40 ms
+   for the client's delayed ACK). Each server runs in its own spawned
+   process, as ``mmsk serve`` does, so the client threads do not share its
+   interpreter lock; its socket is bound as uvicorn binds those of
+   ``--workers`` (proto 0, which asyncio leaves with Nagle on).
 
 torch runs on ``--torch-threads`` threads (default 1, what a server worker
 process should use; the shared-machine noise of more threads would swamp
@@ -44,6 +53,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 
 import librosa
@@ -75,11 +85,14 @@ def bare_row(image_path: str, audio_path: str, model) -> np.ndarray:
     y = librosa.resample(y, orig_sr=sr, target_sr=audio.sr, res_type="soxr_hq")
     sound = bare_audio_features(y, audio).astype(np.float32)[np.newaxis]
     blocks = {"image": pixels, "audio": sound}
-    module = fusion.net_.module_
     inputs = {f"x{i}": torch.from_numpy(blocks[name]) for i, name in enumerate(fusion.modalities_)}
-    with torch.no_grad():
-        logits = module(mask=torch.ones(1, len(blocks), dtype=torch.bool), **inputs)
-    return torch.softmax(logits, dim=-1).numpy()
+    mask = torch.ones(1, len(blocks), dtype=torch.bool)
+    probabilities = []
+    with torch.no_grad():  # each member of the ensemble (n_estimators), then their average
+        for net in fusion.__dict__.get("nets_") or [fusion.net_]:
+            logits = net.module_(mask=mask, **inputs)
+            probabilities.append(torch.softmax(logits, dim=-1).numpy().astype(np.float64))
+    return np.mean(probabilities, axis=0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,23 +133,85 @@ def bare_audio_features(y: np.ndarray, est) -> np.ndarray:
     return np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).reshape(-1)
 
 
-def start_server(app):
+#: The servers of section 3: name -> (what runs, uvicorn's HTTP protocol).
+SERVERS = {
+    "mmsk app": ("model", "mmsk"),
+    "trivial endpoint": ("trivial", "mmsk"),
+    "mmsk app, uvicorn's default protocol": ("model", "default"),
+}
+
+
+def trivial_app():
+    """A FastAPI app with the same route and a sync endpoint that does no work: the floor."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict) -> dict:
+        return {"predictions": [len(body["records"])]}
+
+    return app
+
+
+def server_process(model_bytes: bytes, what: str, protocol: str, torch_threads: int, conn) -> None:
+    """Run one server in this (spawned) process until terminated; send its port on ``conn``.
+
+    The socket is bound here, before uvicorn starts, as uvicorn binds the
+    sockets of ``mmsk serve --workers N`` (``socket.socket(AF_INET,
+    SOCK_STREAM)``, proto 0): on such a socket asyncio leaves Nagle's
+    algorithm on, which ``mmsk serve``'s protocol turns off.
+    """
+    import pickle
+
     import uvicorn
 
+    from mmsk.serve import _HTTP_PROTOCOL, create_app
+
+    torch.set_num_threads(torch_threads)
+    threadpool_limits(1)
+    app = create_app(pickle.loads(model_bytes)) if what == "model" else trivial_app()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    http = _HTTP_PROTOCOL if protocol == "mmsk" else "auto"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", http=http))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
     while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
+        if not thread.is_alive():
+            conn.send(None)
+            return
         time.sleep(0.02)
-    return server, thread, sock, sock.getsockname()[1]
+    conn.send(sock.getsockname()[1])
+    thread.join()
+
+
+def start_servers(model, torch_threads: int) -> tuple[dict[str, int], list]:
+    """Start the servers of :data:`SERVERS`, each in its own process; return their ports."""
+    import multiprocessing
+    import pickle
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as `mmsk serve` is
+    model_bytes = pickle.dumps(model)
+    ports, processes = {}, []
+    for name, (what, protocol) in SERVERS.items():
+        parent, child = context.Pipe()
+        args = (model_bytes, what, protocol, torch_threads, child)
+        process = context.Process(target=server_process, args=args, daemon=True)
+        process.start()
+        processes.append(process)
+        if not parent.poll(120) or (port := parent.recv()) is None:
+            raise RuntimeError(f"the server {name!r} did not start")
+        ports[name] = port
+    return ports, processes
 
 
 def requests_per_second(port: int, records: list[dict], clients: int, seconds: float) -> float:
+    """Requests/s from ``clients`` threads, each with one keep-alive httpx client, for ``seconds``.
+
+    Each thread sends one record per request (JSON made by httpx, as any
+    client does) and checks every answer.
+    """
     import httpx
 
     stop = time.monotonic() + seconds
@@ -286,10 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in runs.items():
         print(f"  {name}: {len(batch) / t.median:.0f} rows/s (median)", flush=True)
 
-    try:
-        from mmsk.serve import create_app
-    except ImportError as exc:  # pragma: no cover - the serve extra is missing
-        print(f"server skipped: {exc}")
+    missing = [name for name in ("fastapi", "uvicorn", "httpx") if find_spec(name) is None]
+    if missing:  # pragma: no cover - the serve extra is missing
+        print(f"server skipped: {', '.join(missing)} not installed")
         return 0
     records = [
         {
@@ -298,31 +372,51 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in frame.head(50).itertuples()
     ]
-    server, thread, sock, port = start_server(create_app(model))
-    rates: dict[int, list[float]] = {1: [], 4: [], 16: []}
+    print("starting the servers (one process each):", ", ".join(SERVERS), flush=True)
+    ports, processes = start_servers(model, args.torch_threads)
+    counts = (1, 4, 16)
+    rates: dict[tuple[str, int], list[float]] = {(n, c): [] for n in SERVERS for c in counts}
     try:
-        requests_per_second(port, records, 1, 0.5)  # warm up
+        for port in ports.values():
+            requests_per_second(port, records, 1, 0.5)  # warm up
         print(
-            f"server: {server_rounds} round(s) of 1, 4, 16 clients, {server_seconds:g} s each:",
+            f"server: {server_rounds} round(s) of 1, 4, 16 clients x {len(SERVERS)} servers "
+            f"(interleaved), {server_seconds:g} s each:",
             flush=True,
         )
         for r in range(server_rounds):
-            for clients in rates:
-                rate = requests_per_second(port, records, clients, server_seconds)
-                rates[clients].append(rate)
-                print(f"  round {r + 1}: {clients:>2} clients {rate:7.1f} requests/s", flush=True)
+            for clients in counts:
+                for name, port in ports.items():
+                    rate = requests_per_second(port, records, clients, server_seconds)
+                    rates[name, clients].append(rate)
+                    print(
+                        f"  round {r + 1}: {clients:>2} clients, {name}: {rate:7.1f} requests/s",
+                        flush=True,
+                    )
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        for process in processes:
+            process.terminate()
+            process.join(timeout=10)
     in_process = 1 / timings["mmsk predict"].median
-    for clients, values in rates.items():
-        print(
-            f"server, {clients:>2} concurrent clients: {statistics.median(values):7.1f} requests/s "
-            f"(median of {len(values)}, [{min(values):.1f}, {max(values):.1f}]; in-process "
-            f"one-row predict: {in_process:.1f}/s)",
-            flush=True,
-        )
+    print(f"in-process one-row predict: {in_process:.1f}/s (median of {repeats})")
+    for clients in counts:
+        for name in SERVERS:
+            values = rates[name, clients]
+            print(
+                f"server, {clients:>2} concurrent clients, {name}: "
+                f"{statistics.median(values):7.1f} requests/s (median of {len(values)}, "
+                f"[{min(values):.1f}, {max(values):.1f}])",
+                flush=True,
+            )
+    single = statistics.median(rates["mmsk app", 1])
+    floor = statistics.median(rates["trivial endpoint", 1])
+    print(
+        f"one client: in-process rate / server rate = {in_process / single:.2f} (target <= 2); "
+        f"per request {1e3 / single:.2f} ms = predict {1e3 / in_process:.2f} ms + HTTP "
+        f"{1e3 / single - 1e3 / in_process:.2f} ms, of which the trivial endpoint's floor "
+        f"{1e3 / floor:.2f} ms",
+        flush=True,
+    )
     print(machine_line(), flush=True)
     return 0
 
