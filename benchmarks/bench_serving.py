@@ -7,7 +7,8 @@ hand with the same libraries: decode the PNG with Pillow and resize it,
 read the WAV with soundfile, resample it with librosa (soxr) and compute
 the same librosa features, then one forward pass of each fitted net's
 module (``nets_``: the ``n_estimators`` members of the ensemble) under
-``torch.no_grad`` and the average of their probabilities. Both give the same numbers (checked before timing).
+``torch.no_grad`` and the average of their probabilities. Both give the
+same numbers (checked before timing).
 
 Printed, as the run goes (the protocol of ``benchmarks/_timing.py``: the
 variants interleaved A B A B, medians and spread, the machine's load):
@@ -23,7 +24,8 @@ variants interleaved A B A B, medians and spread, the machine's load):
    127.0.0.1 with ``mmsk serve``'s HTTP protocol (``TCP_NODELAY`` on each
    connection), one record per request (media as base64), from 1, 4 and 16
    client threads using httpx (one keep-alive client per thread), next to
-   the in-process one-row rate; beside it, interleaved with it (rounds
+   the in-process one-row rate on the same records (their bytes, measured
+   in each round before the servers); beside it, interleaved with it (rounds
    repeated: median and [min, max]), the floor, a trivial FastAPI endpoint
    on the same route that does no work, and the same app under uvicorn's
    default protocol, as it ran before (Nagle on: each answer waits 40 ms
@@ -58,6 +60,7 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import pandas as pd
 import soundfile as sf
 import torch
 from PIL import Image
@@ -233,6 +236,16 @@ def requests_per_second(port: int, records: list[dict], clients: int, seconds: f
     return sum(counts) / (time.monotonic() - start)
 
 
+def in_process_rate(model, rows: list, seconds: float) -> float:
+    """One-row ``model.predict`` calls per second, back to back, for ``seconds``."""
+    stop, k = time.monotonic() + seconds, 0
+    start = time.monotonic()
+    while time.monotonic() < stop:
+        model.predict(rows[k % len(rows)])
+        k += 1
+    return k / (time.monotonic() - start)
+
+
 def one_row_latency(
     model, frame, repeats: int, warmup: int, chunk: int = 20
 ) -> tuple[dict[str, Timing], dict[str, list[float]]]:
@@ -372,10 +385,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in frame.head(50).itertuples()
     ]
+    # the rows the server predicts on: one record each, its files' bytes (not paths)
+    byte_rows = [
+        pd.DataFrame({name: [base64.b64decode(r[name]["base64"])] for name in ("image", "audio")})
+        for r in records
+    ]
     print("starting the servers (one process each):", ", ".join(SERVERS), flush=True)
     ports, processes = start_servers(model, args.torch_threads)
     counts = (1, 4, 16)
     rates: dict[tuple[str, int], list[float]] = {(n, c): [] for n in SERVERS for c in counts}
+    local: list[float] = []  # in-process one-row predict on the same records, each round
     try:
         for port in ports.values():
             requests_per_second(port, records, 1, 0.5)  # warm up
@@ -386,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         for r in range(server_rounds):
             for clients in counts:
+                if clients == 1:
+                    local.append(in_process_rate(model, byte_rows, server_seconds))
+                    print(
+                        f"  round {r + 1}: in-process one-row predict: {local[-1]:7.1f}/s",
+                        flush=True,
+                    )
                 for name, port in ports.items():
                     rate = requests_per_second(port, records, clients, server_seconds)
                     rates[name, clients].append(rate)
@@ -397,8 +422,13 @@ def main(argv: list[str] | None = None) -> int:
         for process in processes:
             process.terminate()
             process.join(timeout=10)
-    in_process = 1 / timings["mmsk predict"].median
-    print(f"in-process one-row predict: {in_process:.1f}/s (median of {repeats})")
+    in_process = statistics.median(local)
+    print(
+        f"in-process one-row predict (the same records): {in_process:.1f}/s (median of "
+        f"{len(local)}, [{min(local):.1f}, {max(local):.1f}]; section 1: "
+        f"{1 / timings['mmsk predict'].median:.1f}/s)",
+        flush=True,
+    )
     for clients in counts:
         for name in SERVERS:
             values = rates[name, clients]
