@@ -452,9 +452,12 @@ def create_app(
     def card_endpoint() -> JSONResponse:
         return JSONResponse(metadata)
 
+    # The endpoints answer a JSONResponse of plain JSON data (_jsonable): FastAPI would
+    # otherwise check the answer against response_model (kept for the OpenAPI schema) in a
+    # second trip through the thread pool, for a dict we built ourselves.
     @app.post("/predict", response_model=PredictResponse, responses=errors, summary="Predict")
-    def predict(body: PredictRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        return {"predictions": _jsonable(run(request, body, "predict"))}
+    def predict(body: PredictRequest, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        return JSONResponse({"predictions": _jsonable(run(request, body, "predict"))})
 
     if classes is not None and hasattr(model, "predict_proba"):
 
@@ -464,9 +467,9 @@ def create_app(
             responses=errors,
             summary="Class probabilities",
         )
-        def predict_proba(body: PredictRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-            proba = run(request, body, "predict_proba")
-            return {"classes": classes, "probabilities": _jsonable(proba)}
+        def predict_proba(body: PredictRequest, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+            proba = _jsonable(run(request, body, "predict_proba"))
+            return JSONResponse({"classes": classes, "probabilities": proba})
 
     return app
 
