@@ -23,7 +23,8 @@ variants interleaved A B A B, medians and spread, the machine's load):
 3. requests/s of ``mmsk.serve.create_app(model)`` under uvicorn on
    127.0.0.1 with ``mmsk serve``'s HTTP protocol (``TCP_NODELAY`` on each
    connection), one record per request (media as base64), from 1, 4 and 16
-   client threads using httpx (one keep-alive client per thread), next to
+   client threads, each with one keep-alive client (``--client``:
+   :mod:`http.client` by default, or httpx, about 0.4 ms slower), next to
    the in-process one-row rate on the same records (their bytes, measured
    in each round before the servers); beside it, interleaved with it (rounds
    repeated: median and [min, max]), the floor, a trivial FastAPI endpoint
@@ -49,6 +50,7 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
+import json
 import socket
 import statistics
 import sys
@@ -209,26 +211,73 @@ def start_servers(model, torch_threads: int) -> tuple[dict[str, int], list]:
     return ports, processes
 
 
-def requests_per_second(port: int, records: list[dict], clients: int, seconds: float) -> float:
-    """Requests/s from ``clients`` threads, each with one keep-alive httpx client, for ``seconds``.
+class StdlibClient:
+    """A keep-alive JSON client on :mod:`http.client`: the lightest a Python client gets.
 
-    Each thread sends one record per request (JSON made by httpx, as any
-    client does) and checks every answer.
+    httpx costs about 0.4 ms more per request on this machine (its
+    transport and model layers), which a benchmark of the server would
+    count as the server's; ``--client httpx`` measures with it.
     """
-    import httpx
 
+    def __init__(self, port: int):
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.connection.connect()
+        self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def post(self, route: str, payload: dict) -> tuple[int, bytes]:
+        body = json.dumps(payload).encode()  # http.client sends head and body in one write
+        headers = {"Content-Type": "application/json"}
+        self.connection.request("POST", route, body=body, headers=headers)
+        answer = self.connection.getresponse()
+        return answer.status, answer.read()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class HttpxClient:
+    """The same with one keep-alive :class:`httpx.Client`."""
+
+    def __init__(self, port: int):
+        import httpx
+
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    def post(self, route: str, payload: dict) -> tuple[int, bytes]:
+        answer = self.client.post(route, json=payload)
+        return answer.status_code, answer.content
+
+    def close(self) -> None:
+        self.client.close()
+
+
+CLIENTS = {"stdlib": StdlibClient, "httpx": HttpxClient}
+
+
+def requests_per_second(
+    port: int, records: list[dict], clients: int, seconds: float, kind: str = "stdlib"
+) -> float:
+    """Requests/s from ``clients`` threads, each with one keep-alive client, for ``seconds``.
+
+    Each thread sends one record per request and checks every answer.
+    """
     stop = time.monotonic() + seconds
     counts = [0] * clients
 
     def client(c: int) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        http = CLIENTS[kind](port)
+        try:
             k = c
             while time.monotonic() < stop:
-                answer = http.post("/predict", json={"records": [records[k % len(records)]]})
-                if answer.status_code != 200:
-                    raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                status, body = http.post("/predict", {"records": [records[k % len(records)]]})
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
                 counts[c] += 1
                 k += clients
+        finally:
+            http.close()
 
     start = time.monotonic()
     with ThreadPoolExecutor(clients) as pool:
@@ -315,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-rounds", type=int, default=None, help="rounds of 1, 4, 16 clients"
     )
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="stdlib",
+        help="HTTP client of the client threads: http.client (default) or httpx",
+    )
     args = parser.parse_args(argv)
     repeats = 40 if args.quick and args.repeats == 300 else args.repeats
     warmup = max(5, args.warmup)
@@ -374,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in runs.items():
         print(f"  {name}: {len(batch) / t.median:.0f} rows/s (median)", flush=True)
 
-    missing = [name for name in ("fastapi", "uvicorn", "httpx") if find_spec(name) is None]
+    needed = ("fastapi", "uvicorn", *(("httpx",) if args.client == "httpx" else ()))
+    missing = [name for name in needed if find_spec(name) is None]
     if missing:  # pragma: no cover - the serve extra is missing
         print(f"server skipped: {', '.join(missing)} not installed")
         return 0
@@ -397,10 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     local: list[float] = []  # in-process one-row predict on the same records, each round
     try:
         for port in ports.values():
-            requests_per_second(port, records, 1, 0.5)  # warm up
+            requests_per_second(port, records, 1, 0.5, args.client)  # warm up
         print(
             f"server: {server_rounds} round(s) of 1, 4, 16 clients x {len(SERVERS)} servers "
-            f"(interleaved), {server_seconds:g} s each:",
+            f"(interleaved), {server_seconds:g} s each, client {args.client}:",
             flush=True,
         )
         for r in range(server_rounds):
@@ -412,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                 for name, port in ports.items():
-                    rate = requests_per_second(port, records, clients, server_seconds)
+                    rate = requests_per_second(port, records, clients, server_seconds, args.client)
                     rates[name, clients].append(rate)
                     print(
                         f"  round {r + 1}: {clients:>2} clients, {name}: {rate:7.1f} requests/s",
