@@ -5,8 +5,10 @@ fitted on the shipped sample (``mmsk.datasets.load_sample``, 300 pairs).
 The bare work for one row is what the prediction cannot avoid, written by
 hand with the same libraries: decode the PNG with Pillow and resize it,
 read the WAV with soundfile, resample it with librosa (soxr) and compute
-the same librosa features, then one forward pass of the fitted net's module
-under ``torch.no_grad``. Both give the same numbers (checked before timing).
+the same librosa features, then one forward pass of each fitted net's
+module (``nets_``: the ``n_estimators`` members of the ensemble) under
+``torch.no_grad`` and the average of their probabilities. Both give the
+same numbers (checked before timing).
 
 Printed, as the run goes (the protocol of ``benchmarks/_timing.py``: the
 variants interleaved A B A B, medians and spread, the machine's load):
@@ -19,9 +21,19 @@ variants interleaved A B A B, medians and spread, the machine's load):
 2. batch throughput of ``model.predict`` on all 300 rows against the bare
    work row by row over the same rows (rows/s, medians);
 3. requests/s of ``mmsk.serve.create_app(model)`` under uvicorn on
-   127.0.0.1, one record per request (media as base64), from 1, 4 and 16
-   client threads using httpx (the client counts interleaved, rounds
-   repeated: median and [min, max]), next to the in-process one-row rate.
+   127.0.0.1 with ``mmsk serve``'s HTTP protocol (``TCP_NODELAY`` on each
+   connection), one record per request (media as base64), from 1, 4 and 16
+   client threads, each with one keep-alive client (``--client``:
+   :mod:`http.client` by default, or httpx, about 0.4 ms slower), next to
+   the in-process one-row rate on the same records (their bytes, measured
+   in each round before the servers); beside it, interleaved with it (rounds
+   repeated: median and [min, max]), the floor, a trivial FastAPI endpoint
+   on the same route that does no work, and the same app under uvicorn's
+   default protocol, as it ran before (Nagle on: each answer waits 40 ms
+   for the client's delayed ACK). Each server runs in its own spawned
+   process, as ``mmsk serve`` does, so the client threads do not share its
+   interpreter lock; its socket is bound as uvicorn binds those of
+   ``--workers`` (proto 0, which asyncio leaves with Nagle on).
 
 torch runs on ``--torch-threads`` threads (default 1, what a server worker
 process should use; the shared-machine noise of more threads would swamp
@@ -38,16 +50,19 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
+import json
 import socket
 import statistics
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 
 import librosa
 import numpy as np
+import pandas as pd
 import soundfile as sf
 import torch
 from PIL import Image
@@ -75,11 +90,14 @@ def bare_row(image_path: str, audio_path: str, model) -> np.ndarray:
     y = librosa.resample(y, orig_sr=sr, target_sr=audio.sr, res_type="soxr_hq")
     sound = bare_audio_features(y, audio).astype(np.float32)[np.newaxis]
     blocks = {"image": pixels, "audio": sound}
-    module = fusion.net_.module_
     inputs = {f"x{i}": torch.from_numpy(blocks[name]) for i, name in enumerate(fusion.modalities_)}
-    with torch.no_grad():
-        logits = module(mask=torch.ones(1, len(blocks), dtype=torch.bool), **inputs)
-    return torch.softmax(logits, dim=-1).numpy()
+    mask = torch.ones(1, len(blocks), dtype=torch.bool)
+    probabilities = []
+    with torch.no_grad():  # each member of the ensemble (n_estimators), then their average
+        for net in fusion.__dict__.get("nets_") or [fusion.net_]:
+            logits = net.module_(mask=mask, **inputs)
+            probabilities.append(torch.softmax(logits, dim=-1).numpy().astype(np.float64))
+    return np.mean(probabilities, axis=0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -120,42 +138,161 @@ def bare_audio_features(y: np.ndarray, est) -> np.ndarray:
     return np.stack([frames.mean(axis=1), frames.std(axis=1)], axis=1).reshape(-1)
 
 
-def start_server(app):
+#: The servers of section 3: name -> (what runs, uvicorn's HTTP protocol).
+SERVERS = {
+    "mmsk app": ("model", "mmsk"),
+    "trivial endpoint": ("trivial", "mmsk"),
+    "mmsk app, uvicorn's default protocol": ("model", "default"),
+}
+
+
+def trivial_app():
+    """A FastAPI app with the same route and a sync endpoint that does no work: the floor."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: dict) -> dict:
+        return {"predictions": [len(body["records"])]}
+
+    return app
+
+
+def server_process(model_bytes: bytes, what: str, protocol: str, torch_threads: int, conn) -> None:
+    """Run one server in this (spawned) process until terminated; send its port on ``conn``.
+
+    The socket is bound here, before uvicorn starts, as uvicorn binds the
+    sockets of ``mmsk serve --workers N`` (``socket.socket(AF_INET,
+    SOCK_STREAM)``, proto 0): on such a socket asyncio leaves Nagle's
+    algorithm on, which ``mmsk serve``'s protocol turns off.
+    """
+    import pickle
+
     import uvicorn
 
+    from mmsk.serve import _HTTP_PROTOCOL, create_app
+
+    torch.set_num_threads(torch_threads)
+    threadpool_limits(1)
+    app = create_app(pickle.loads(model_bytes)) if what == "model" else trivial_app()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    http = _HTTP_PROTOCOL if protocol == "mmsk" else "auto"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", http=http))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
     while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
+        if not thread.is_alive():
+            conn.send(None)
+            return
         time.sleep(0.02)
-    return server, thread, sock, sock.getsockname()[1]
+    conn.send(sock.getsockname()[1])
+    thread.join()
 
 
-def requests_per_second(port: int, records: list[dict], clients: int, seconds: float) -> float:
-    import httpx
+def start_servers(model, torch_threads: int) -> tuple[dict[str, int], list]:
+    """Start the servers of :data:`SERVERS`, each in its own process; return their ports."""
+    import multiprocessing
+    import pickle
 
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as `mmsk serve` is
+    model_bytes = pickle.dumps(model)
+    ports, processes = {}, []
+    for name, (what, protocol) in SERVERS.items():
+        parent, child = context.Pipe()
+        args = (model_bytes, what, protocol, torch_threads, child)
+        process = context.Process(target=server_process, args=args, daemon=True)
+        process.start()
+        processes.append(process)
+        if not parent.poll(120) or (port := parent.recv()) is None:
+            raise RuntimeError(f"the server {name!r} did not start")
+        ports[name] = port
+    return ports, processes
+
+
+class StdlibClient:
+    """A keep-alive JSON client on :mod:`http.client`: the lightest a Python client gets.
+
+    httpx costs about 0.4 ms more per request on this machine (its
+    transport and model layers), which a benchmark of the server would
+    count as the server's; ``--client httpx`` measures with it.
+    """
+
+    def __init__(self, port: int):
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.connection.connect()
+        self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def post(self, route: str, payload: dict) -> tuple[int, bytes]:
+        body = json.dumps(payload).encode()  # http.client sends head and body in one write
+        headers = {"Content-Type": "application/json"}
+        self.connection.request("POST", route, body=body, headers=headers)
+        answer = self.connection.getresponse()
+        return answer.status, answer.read()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class HttpxClient:
+    """The same with one keep-alive :class:`httpx.Client`."""
+
+    def __init__(self, port: int):
+        import httpx
+
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    def post(self, route: str, payload: dict) -> tuple[int, bytes]:
+        answer = self.client.post(route, json=payload)
+        return answer.status_code, answer.content
+
+    def close(self) -> None:
+        self.client.close()
+
+
+CLIENTS = {"stdlib": StdlibClient, "httpx": HttpxClient}
+
+
+def requests_per_second(
+    port: int, records: list[dict], clients: int, seconds: float, kind: str = "stdlib"
+) -> float:
+    """Requests/s from ``clients`` threads, each with one keep-alive client, for ``seconds``.
+
+    Each thread sends one record per request and checks every answer.
+    """
     stop = time.monotonic() + seconds
     counts = [0] * clients
 
     def client(c: int) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        http = CLIENTS[kind](port)
+        try:
             k = c
             while time.monotonic() < stop:
-                answer = http.post("/predict", json={"records": [records[k % len(records)]]})
-                if answer.status_code != 200:
-                    raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                status, body = http.post("/predict", {"records": [records[k % len(records)]]})
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
                 counts[c] += 1
                 k += clients
+        finally:
+            http.close()
 
     start = time.monotonic()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
     return sum(counts) / (time.monotonic() - start)
+
+
+def in_process_rate(model, rows: list, seconds: float) -> float:
+    """One-row ``model.predict`` calls per second, back to back, for ``seconds``."""
+    stop, k = time.monotonic() + seconds, 0
+    start = time.monotonic()
+    while time.monotonic() < stop:
+        model.predict(rows[k % len(rows)])
+        k += 1
+    return k / (time.monotonic() - start)
 
 
 def one_row_latency(
@@ -227,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-rounds", type=int, default=None, help="rounds of 1, 4, 16 clients"
     )
+    parser.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default="stdlib",
+        help="HTTP client of the client threads: http.client (default) or httpx",
+    )
     args = parser.parse_args(argv)
     repeats = 40 if args.quick and args.repeats == 300 else args.repeats
     warmup = max(5, args.warmup)
@@ -286,10 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in runs.items():
         print(f"  {name}: {len(batch) / t.median:.0f} rows/s (median)", flush=True)
 
-    try:
-        from mmsk.serve import create_app
-    except ImportError as exc:  # pragma: no cover - the serve extra is missing
-        print(f"server skipped: {exc}")
+    needed = ("fastapi", "uvicorn", *(("httpx",) if args.client == "httpx" else ()))
+    missing = [name for name in needed if find_spec(name) is None]
+    if missing:  # pragma: no cover - the serve extra is missing
+        print(f"server skipped: {', '.join(missing)} not installed")
         return 0
     records = [
         {
@@ -298,31 +441,68 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in frame.head(50).itertuples()
     ]
-    server, thread, sock, port = start_server(create_app(model))
-    rates: dict[int, list[float]] = {1: [], 4: [], 16: []}
+    # the rows the server predicts on: one record each, its files' bytes (not paths)
+    byte_rows = [
+        pd.DataFrame({name: [base64.b64decode(r[name]["base64"])] for name in ("image", "audio")})
+        for r in records
+    ]
+    print("starting the servers (one process each):", ", ".join(SERVERS), flush=True)
+    ports, processes = start_servers(model, args.torch_threads)
+    counts = (1, 4, 16)
+    rates: dict[tuple[str, int], list[float]] = {(n, c): [] for n in SERVERS for c in counts}
+    local: list[float] = []  # in-process one-row predict on the same records, each round
     try:
-        requests_per_second(port, records, 1, 0.5)  # warm up
+        for port in ports.values():
+            requests_per_second(port, records, 1, 0.5, args.client)  # warm up
         print(
-            f"server: {server_rounds} round(s) of 1, 4, 16 clients, {server_seconds:g} s each:",
+            f"server: {server_rounds} round(s) of 1, 4, 16 clients x {len(SERVERS)} servers "
+            f"(interleaved), {server_seconds:g} s each, client {args.client}:",
             flush=True,
         )
         for r in range(server_rounds):
-            for clients in rates:
-                rate = requests_per_second(port, records, clients, server_seconds)
-                rates[clients].append(rate)
-                print(f"  round {r + 1}: {clients:>2} clients {rate:7.1f} requests/s", flush=True)
+            for clients in counts:
+                if clients == 1:
+                    local.append(in_process_rate(model, byte_rows, server_seconds))
+                    print(
+                        f"  round {r + 1}: in-process one-row predict: {local[-1]:7.1f}/s",
+                        flush=True,
+                    )
+                for name, port in ports.items():
+                    rate = requests_per_second(port, records, clients, server_seconds, args.client)
+                    rates[name, clients].append(rate)
+                    print(
+                        f"  round {r + 1}: {clients:>2} clients, {name}: {rate:7.1f} requests/s",
+                        flush=True,
+                    )
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-    in_process = 1 / timings["mmsk predict"].median
-    for clients, values in rates.items():
-        print(
-            f"server, {clients:>2} concurrent clients: {statistics.median(values):7.1f} requests/s "
-            f"(median of {len(values)}, [{min(values):.1f}, {max(values):.1f}]; in-process "
-            f"one-row predict: {in_process:.1f}/s)",
-            flush=True,
-        )
+        for process in processes:
+            process.terminate()
+            process.join(timeout=10)
+    in_process = statistics.median(local)
+    print(
+        f"in-process one-row predict (the same records): {in_process:.1f}/s (median of "
+        f"{len(local)}, [{min(local):.1f}, {max(local):.1f}]; section 1: "
+        f"{1 / timings['mmsk predict'].median:.1f}/s)",
+        flush=True,
+    )
+    for clients in counts:
+        for name in SERVERS:
+            values = rates[name, clients]
+            print(
+                f"server, {clients:>2} concurrent clients, {name}: "
+                f"{statistics.median(values):7.1f} requests/s (median of {len(values)}, "
+                f"[{min(values):.1f}, {max(values):.1f}])",
+                flush=True,
+            )
+    single = statistics.median(rates["mmsk app", 1])
+    floor = statistics.median(rates["trivial endpoint", 1])
+    print(
+        f"one client: in-process rate / server rate = {in_process / single:.2f} (target <= 2); "
+        f"per request {1e3 / single:.2f} ms = predict {1e3 / in_process:.2f} ms + HTTP "
+        f"{1e3 / single - 1e3 / in_process:.2f} ms, of which the trivial endpoint's floor "
+        f"{1e3 / floor:.2f} ms",
+        flush=True,
+    )
     print(machine_line(), flush=True)
     return 0
 

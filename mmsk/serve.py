@@ -53,6 +53,7 @@ MAX_AUDIO_SECONDS = 300.0
 MAX_RECORDS = 256
 _SHOWN_PROBLEMS = 20
 _OPTIONS_ENV = "MMSK_SERVE_OPTIONS"  # how `serve(workers=n)` hands its options to the workers
+_HTTP_PROTOCOL = "mmsk._serve_http:NoDelayHTTPProtocol"  # uvicorn's, with TCP_NODELAY
 
 logger = logging.getLogger("mmsk.serve")
 
@@ -451,9 +452,12 @@ def create_app(
     def card_endpoint() -> JSONResponse:
         return JSONResponse(metadata)
 
+    # The endpoints answer a JSONResponse of plain JSON data (_jsonable): FastAPI would
+    # otherwise check the answer against response_model (kept for the OpenAPI schema) in a
+    # second trip through the thread pool, for a dict we built ourselves.
     @app.post("/predict", response_model=PredictResponse, responses=errors, summary="Predict")
-    def predict(body: PredictRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-        return {"predictions": _jsonable(run(request, body, "predict"))}
+    def predict(body: PredictRequest, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        return JSONResponse({"predictions": _jsonable(run(request, body, "predict"))})
 
     if classes is not None and hasattr(model, "predict_proba"):
 
@@ -463,9 +467,9 @@ def create_app(
             responses=errors,
             summary="Class probabilities",
         )
-        def predict_proba(body: PredictRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
-            proba = run(request, body, "predict_proba")
-            return {"classes": classes, "probabilities": _jsonable(proba)}
+        def predict_proba(body: PredictRequest, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+            proba = _jsonable(run(request, body, "predict_proba"))
+            return JSONResponse({"classes": classes, "probabilities": proba})
 
     return app
 
@@ -512,7 +516,10 @@ def serve(
 
     Loads ``model_path`` with :func:`mmsk.io.load` and its card with
     :func:`mmsk.io.read_card`, builds the application with
-    :func:`create_app` and runs it with uvicorn.
+    :func:`create_app` and runs it with uvicorn, whose HTTP protocol sets
+    ``TCP_NODELAY`` on every connection (the sockets uvicorn binds for
+    ``workers`` lack it, and each response would wait 40 ms for the
+    client's delayed acknowledgement: :mod:`mmsk._serve_http`).
 
     Parameters
     ----------
@@ -568,7 +575,14 @@ def serve(
     }
     _log_to_stderr()
     app = _load_app(os.fspath(model_path), trusted=trusted, **options)  # fail here, not in workers
-    common = {"host": host, "port": port, "log_level": log_level, "server_header": False}
+    # TCP_NODELAY on every connection: the sockets uvicorn binds for workers lack it (_serve_http)
+    common = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "server_header": False,
+        "http": _HTTP_PROTOCOL,
+    }
     if workers is None or workers == 1:
         uvicorn.run(app, **common)
         return
