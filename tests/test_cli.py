@@ -357,7 +357,8 @@ def test_params_file_sets_arguments_and_step_parameters(tabular_csv, tmp_path, s
     code, out, err = _run(["fit", tabular_csv, "--target", "sold", "--numeric", "x",
                            "--params", file, "--out", model])  # fmt: skip
     assert code == 0, err
-    assert "block     categorical  <- colour" in out and "fusion 'gated', 5 networks averaged, 2 epochs each" in out
+    assert "block     categorical  <- colour" in out
+    assert "fusion 'gated', 5 networks averaged, 2 epochs each" in out
     got = mmsk.load(model).get_params()
     assert (got["fusion__hidden_units"], got["fusion__n_layers"]) == (8, 2)
     assert got["features__categorical__handle_unknown"] == "error"
@@ -381,7 +382,8 @@ def test_flags_override_the_params_file(tabular_csv, tmp_path):
          "--random-state", "0", "--out", model]
     )  # fmt: skip
     assert code == 0, err
-    assert "(classification, 2 classes)" in out and "fusion 'gated', 5 networks averaged, 1 epochs each" in out
+    assert "(classification, 2 classes)" in out
+    assert "fusion 'gated', 5 networks averaged, 1 epochs each" in out
     got = mmsk.load(model).get_params()
     assert (got["fusion__fusion"], got["fusion__max_epochs"], got["fusion__random_state"]) == (
         "gated", 1, 0
