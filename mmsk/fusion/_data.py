@@ -1,4 +1,4 @@
-"""Input checks, missing-modality masks, and the fast in-memory data path.
+"""The fast in-memory data path; the home of the input checks, masks and scaling.
 
 The estimators turn any input into a *prepared* dict: one float32 block per
 modality under the keys ``"x0"``, ``"x1"``, ... (a C-contiguous array, or a
@@ -13,24 +13,39 @@ token ids; those rows are zero-filled). The module's
 pays no per-sample Python overhead (skorch's default ``DataLoader`` indexes
 and collates row by row). A sparse block is sliced and densified batch by
 batch, never whole.
+
+The input checks and masks (:func:`check_block`, :func:`mask_blocks`) live
+in :mod:`mmsk.fusion._masking`, the input scaling (:func:`scaling_rule`,
+:func:`block_stats`, :func:`channel_stats`) in :mod:`mmsk.fusion._scaling`;
+both are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import sparse
-from sklearn.utils import check_array
-from sklearn.utils.sparsefuncs import mean_variance_axis
 from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
-from mmsk._items import row_name
+from mmsk.fusion._masking import (  # noqa: F401 (re-exported: the names' home)
+    MASK,
+    MAX_TOKEN_ID,
+    block_key,
+    check_block,
+    mask_blocks,
+)
+from mmsk.fusion._scaling import (  # noqa: F401 (re-exported: the names' home)
+    MIN_EMBEDDING_WIDTH,
+    SCALINGS,
+    block_stats,
+    channel_stats,
+    scaling_rule,
+)
 from mmsk.fusion._transfer import Stager, one_ahead
-from mmsk.fusion._weights import weighted_moments
 
 __all__ = [
     "BatchIterator",
@@ -42,410 +57,6 @@ __all__ = [
     "mask_blocks",
     "scaling_rule",
 ]
-
-MASK = "mask"
-
-
-def block_key(i: int) -> str:
-    """Return the prepared-dict key of block ``i`` (``"x0"``, ``"x1"``, ...)."""
-    return f"x{i}"
-
-
-def check_block(block: Any, input_name: str) -> np.ndarray | sparse.csr_matrix:
-    """Validate one 2-D block: numeric, finite or NaN, float32, dense or CSR.
-
-    Parameters
-    ----------
-    block : array-like or sparse matrix of shape (n_samples, n_features)
-        One modality's block.
-    input_name : str
-        Name used in error messages, e.g. ``"X['audio']"``.
-
-    Returns
-    -------
-    block : ndarray or csr_matrix of dtype float32
-        The validated block.
-
-    Examples
-    --------
-    >>> from mmsk.fusion._data import check_block
-    >>> check_block([[1, 2], [3, 4]], "X").dtype
-    dtype('float32')
-    """
-    return check_array(
-        block,
-        accept_sparse="csr",
-        dtype=np.float32,
-        ensure_all_finite="allow-nan",
-        input_name=input_name,
-    )
-
-
-def _column_label(labels: Sequence[Any] | None, j: int) -> str:
-    label = j if labels is None else labels[j]
-    return repr(label) if isinstance(label, str) else str(int(label))
-
-
-def mask_blocks(
-    blocks: Sequence[Any],
-    names: Sequence[str],
-    labels: Sequence[Sequence[Any] | None],
-    tokens: Sequence[bool] | None = None,
-    rows: Sequence[Any] | None = None,
-) -> dict[str, Any]:
-    """Turn validated blocks into the prepared dict, with the missing-modality mask.
-
-    A row whose block is all-NaN lacks that modality: its mask entry is
-    False and its block row is zero-filled (in a copy; the input is never
-    written to). A block of token ids (``tokens``) is made dense int64, and
-    its all-padding rows (all 0) lack the modality too.
-
-    Parameters
-    ----------
-    blocks : sequence of ndarray or csr_matrix
-        Blocks of float32, one per modality, with the same number of rows.
-    names : sequence of str
-        Modality names, for error messages.
-    labels : sequence of (sequence or None)
-        Per block, the column names to show in errors (None: positions).
-    tokens : sequence of bool or None, default=None
-        Per block, whether it holds token ids for a sequence tower
-        (non-negative integers, 0 = padding); None: no block does.
-    rows : sequence or None, default=None
-        The input's index labels, to name rows in errors by label (None:
-        by position).
-
-    Returns
-    -------
-    prepared : dict
-        ``{"x0": block0, ..., "mask": mask}``.
-
-    Raises
-    ------
-    ValueError
-        If a present block has a NaN (naming the modality, column and row),
-        a row lacks every modality (naming the row), or a token block holds
-        something other than non-negative integers.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mmsk.fusion._data import mask_blocks
-    >>> a = np.array([[1.0, 2.0], [np.nan, np.nan]], dtype="float32")
-    >>> b = np.ones((2, 1), dtype="float32")
-    >>> prepared = mask_blocks([a, b], ["a", "b"], [None, None])
-    >>> prepared["mask"].tolist()
-    [[True, True], [False, True]]
-    >>> prepared["x0"].tolist()
-    [[1.0, 2.0], [0.0, 0.0]]
-    """
-    n = blocks[0].shape[0]
-    mask = np.ones((n, len(blocks)), dtype=bool)
-    tokens = [False] * len(blocks) if tokens is None else list(tokens)
-    prepared: dict[str, Any] = {}
-    for i, (block, name, cols) in enumerate(zip(blocks, names, labels, strict=True)):
-        if tokens[i]:
-            block = _mask_dense(
-                block.toarray() if sparse.issparse(block) else block, i, name, cols, mask, rows
-            )
-            block = _token_ids(block, name, cols, rows)
-            mask[~block.any(axis=1), i] = False
-        elif sparse.issparse(block):
-            block = _mask_sparse(block, i, name, cols, mask, rows)
-        else:
-            block = _mask_dense(block, i, name, cols, mask, rows)
-        prepared[block_key(i)] = block
-    empty = np.flatnonzero(~mask.any(axis=1))
-    if empty.size:
-        how = "all-NaN (or all-padding, for token ids)" if any(tokens) else "all-NaN"
-        raise ValueError(
-            f"row {_row(rows, int(empty[0]))} has no modality: every block of it is {how} "
-            f"({empty.size} such row(s)); each row needs at least one of {list(names)}"
-        )
-    prepared[MASK] = mask
-    return prepared
-
-
-#: Token ids must be below this to pass float32 exactly (the estimators cast X to float32).
-MAX_TOKEN_ID = 2**24
-
-
-def _row(rows: Sequence[Any] | None, row: int) -> str:
-    """Name a row in a message: its index label when the input had one, else its position."""
-    return row_name(row, None if rows is None else rows[row])
-
-
-def _token_ids(block: np.ndarray, name: str, cols: Any, rows: Any = None) -> np.ndarray:
-    """Check that a (masked, dense) block holds token ids and return it as int64."""
-    bad = (block < 0) | (block >= MAX_TOKEN_ID) | (block != np.floor(block))
-    if bad.any():
-        row, col = (int(k) for k in np.argwhere(bad)[0])
-        raise ValueError(
-            f"modality {name!r}: row {_row(rows, row)} has {float(block[row, col])!r} in column "
-            f"{_column_label(cols, col)}; its sequence tower needs token ids, integers in "
-            f"[0, {MAX_TOKEN_ID}) (0 = padding, 1 = out of vocabulary), as TokenSequences "
-            "gives them"
-        )
-    return block.astype(np.int64)
-
-
-def channel_stats(
-    prepared: dict[str, Any],
-    i: int,
-    shape: Sequence[int],
-    sample_weight: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of an image-like block, per feature.
-
-    A conv tower standardises each channel with one mean and one scale (per
-    pixel, a border pixel that is nearly constant would be blown up).
-
-    Parameters
-    ----------
-    prepared : dict
-        The prepared dict from :func:`mask_blocks`.
-    i : int
-        The block.
-    shape : (int, int, int)
-        ``(C, H, W)`` of one row, channels first.
-    sample_weight : ndarray of shape (n_samples,) or None, default=None
-        Row weights: weighted moments over the present rows of positive weight.
-
-    Returns
-    -------
-    mean, scale : ndarray of shape (C * H * W,)
-        Each channel's statistics over its present training rows, repeated
-        over the channel's ``H * W`` features; a constant channel gets scale 1.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mmsk.fusion._data import channel_stats
-    >>> x = np.array([[0, 2, 10, 10], [2, 4, 10, 10]], dtype="float32")
-    >>> mean, scale = channel_stats({"x0": x, "mask": np.ones((2, 1), bool)}, 0, (2, 1, 2))
-    >>> mean.tolist(), scale.tolist()
-    ([2.0, 2.0, 10.0, 10.0], [1.4142135381698608, 1.4142135381698608, 1.0, 1.0])
-    """
-    rows = prepared[MASK][:, i]
-    if sample_weight is not None:
-        rows = rows & (sample_weight > 0)
-    block = prepared[block_key(i)][rows]
-    n_channels, size = int(shape[0]), int(shape[1]) * int(shape[2])
-    if sample_weight is not None:
-        mean, var = weighted_moments(block, sample_weight[rows])
-        square = var + mean**2
-    elif sparse.issparse(block):
-        mean, var = mean_variance_axis(block.astype(np.float64), axis=0)
-        square = var + mean**2
-    else:
-        mean = block.mean(axis=0, dtype=np.float64)
-        square = np.square(block, dtype=np.float64).mean(axis=0)
-    mean = mean.reshape(n_channels, size).mean(axis=1)
-    std = np.sqrt(np.maximum(square.reshape(n_channels, size).mean(axis=1) - mean**2, 0.0))
-    std[~(std > 1e-6 * np.maximum(np.abs(mean), 1.0))] = 1.0
-    return (
-        np.repeat(mean, size).astype(np.float32),
-        np.repeat(std, size).astype(np.float32),
-    )
-
-
-def _partial_nan_error(name: str, cols: Any, row: str, col: int) -> ValueError:
-    return ValueError(
-        f"modality {name!r}: row {row} has NaN in column {_column_label(cols, col)} but "
-        "other values present; a missing modality must be all-NaN, so impute NaN "
-        "inside a present block first"
-    )
-
-
-def _mask_dense(
-    block: np.ndarray, i: int, name: str, cols: Any, mask: np.ndarray, rows: Any = None
-) -> np.ndarray:
-    with np.errstate(invalid="ignore", over="ignore"):
-        suspect = np.flatnonzero(np.isnan(block.sum(axis=1)))
-    if suspect.size:
-        nan = np.isnan(block[suspect])
-        full = nan.all(axis=1)
-        if not full.all():
-            k = int(np.flatnonzero(~full)[0])
-            row = _row(rows, int(suspect[k]))
-            raise _partial_nan_error(name, cols, row, int(np.flatnonzero(nan[k])[0]))
-        mask[suspect, i] = False
-        block = np.array(block, dtype=np.float32, order="C", copy=True)
-        block[suspect] = 0.0
-    block = np.ascontiguousarray(block, dtype=np.float32)
-    if not block.flags.writeable:  # torch.from_numpy warns on read-only memory
-        block = block.copy()
-    return block
-
-
-def _mask_sparse(
-    block: sparse.csr_matrix, i: int, name: str, cols: Any, mask: np.ndarray, labels: Any = None
-) -> sparse.csr_matrix:
-    block = sparse.csr_matrix(block, dtype=np.float32)
-    nan = np.isnan(block.data)
-    if nan.any():
-        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-        counts = np.bincount(rows[nan], minlength=block.shape[0])
-        partial = np.flatnonzero((counts > 0) & (counts < block.shape[1]))
-        if partial.size:
-            row = int(partial[0])
-            entry = np.flatnonzero(nan & (rows == row))[0]
-            raise _partial_nan_error(name, cols, _row(labels, row), int(block.indices[entry]))
-        missing = counts == block.shape[1]
-        mask[missing, i] = False
-        block = block.copy()
-        block.data[missing[rows]] = 0.0
-        block.eliminate_zeros()
-    return block
-
-
-#: The input scaling rules of ``standardize``, per block.
-SCALINGS = ("auto", "standard", "none")
-
-#: The fewest columns of a block that ``"auto"`` takes for a normalised embedding.
-MIN_EMBEDDING_WIDTH = 8
-
-
-def _unit_rows(block: Any, present: np.ndarray) -> bool:
-    """Whether a dense block is a normalised embedding: wide, every present row of unit norm."""
-    if sparse.issparse(block) or block.ndim != 2 or block.shape[1] < MIN_EMBEDDING_WIDTH:
-        return False
-    rows = block[present] if not present.all() else block
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
-    return bool(np.all(np.abs(norms - 1.0) <= 1e-3))
-
-
-def scaling_rule(value: Any, name: str) -> str:
-    """Map one ``standardize`` value (bool or rule name) to a rule of :data:`SCALINGS`.
-
-    Parameters
-    ----------
-    value : bool or str
-        ``True`` means ``"standard"``, ``False`` means ``"none"``.
-    name : str
-        What is being set, for the error message.
-
-    Returns
-    -------
-    str
-        ``"auto"``, ``"standard"`` or ``"none"``.
-
-    Examples
-    --------
-    >>> from mmsk.fusion._data import scaling_rule
-    >>> scaling_rule(True, "standardize"), scaling_rule("auto", "standardize")
-    ('standard', 'auto')
-    """
-    if isinstance(value, bool | np.bool_):
-        return "standard" if value else "none"
-    if isinstance(value, str) and value in SCALINGS:
-        return value
-    raise ValueError(f"{name} must be True, False, 'auto', 'standard' or 'none', got {value!r}")
-
-
-def block_stats(
-    prepared: dict[str, Any],
-    n_blocks: int,
-    rules: Sequence[str] | None = None,
-    sample_weight: np.ndarray | None = None,
-    names: Sequence[str] | None = None,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-feature shift and scale of each block over its present rows, by rule.
-
-    The rules (one per block, :data:`SCALINGS`):
-
-    - ``"standard"``: every column to zero mean and unit variance;
-    - ``"auto"``: a sparse block (TF-IDF, counts, one-hot) keeps its natural
-      scale, and so does a *normalised embedding* (a dense block of at
-      least :data:`MIN_EMBEDDING_WIDTH` columns whose present rows all have
-      unit L2 norm, to within 1e-3: sentence-transformers or CLIP vectors);
-      in any other dense block, a *binary* column (every present value 0
-      or 1: one-hot codes, indicators) keeps its scale too, and every other
-      column is standardised;
-    - ``"none"``: the identity.
-
-    A constant column gets scale 1.
-
-    Parameters
-    ----------
-    prepared : dict
-        The prepared dict from :func:`mask_blocks`.
-    n_blocks : int
-        Number of blocks.
-    rules : sequence of str or None, default=None
-        One rule per block; None: ``"standard"`` for every block.
-    sample_weight : ndarray of shape (n_samples,) or None, default=None
-        Row weights: the moments are weighted, over the present rows of
-        positive weight (integer weights give the moments of repeated rows).
-    names : sequence of str or None, default=None
-        The blocks' modality names, for the error message.
-
-    Returns
-    -------
-    means, scales : list of ndarray
-        Vectors of float32, one per block: the input enters as
-        ``(x - mean) / scale``.
-
-    Raises
-    ------
-    ValueError
-        If a modality is missing in every row.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from mmsk.fusion._data import block_stats
-    >>> x = np.array([[0.0, 1.0], [2.0, 1.0]], dtype="float32")
-    >>> means, scales = block_stats({"x0": x, "mask": np.ones((2, 1), bool)}, 1)
-    >>> means[0].tolist(), scales[0].tolist()
-    ([1.0, 1.0], [1.0, 1.0])
-    >>> onehot = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype="float32")
-    >>> means, _ = block_stats({"x0": onehot, "mask": np.ones((3, 1), bool)}, 1, ["auto"])
-    >>> means[0].tolist()
-    [0.0, 0.0]
-    """
-    mask = prepared[MASK]
-    rules = ["standard"] * n_blocks if rules is None else list(rules)
-    means, scales = [], []
-    for i in range(n_blocks):
-        block = prepared[block_key(i)]
-        present = mask[:, i]
-        if sample_weight is not None:
-            present = present & (sample_weight > 0)
-        if not present.any():
-            what = f"block {i}" if names is None else f"modality {names[i]!r}"
-            weighted = "" if sample_weight is None else " of positive sample_weight"
-            raise ValueError(
-                f"{what} is missing (all-NaN, or all-padding for token ids) in every training "
-                f"row{weighted}: there is nothing to learn it from; drop it, or check how its "
-                "column was read (every item unreadable with on_error='nan'?)"
-            )
-        rule = rules[i]
-        width = block.shape[1]
-        if rule == "none" or (
-            rule == "auto" and (sparse.issparse(block) or _unit_rows(block, present))
-        ):
-            means.append(np.zeros(width, dtype=np.float32))
-            scales.append(np.ones(width, dtype=np.float32))
-            continue
-        if not present.all():
-            block = block[present]
-        if sample_weight is not None:
-            mean, var = weighted_moments(block, sample_weight[present])
-            std = np.sqrt(var)
-        elif sparse.issparse(block):
-            mean, var = mean_variance_axis(block.astype(np.float64), axis=0)
-            std = np.sqrt(var)
-        else:
-            mean = block.mean(axis=0, dtype=np.float64)
-            std = block.std(axis=0, dtype=np.float64)
-        std[~(std > 1e-12)] = 1.0
-        if rule == "auto":
-            binary = ((block == 0) | (block == 1)).all(axis=0)
-            mean[binary], std[binary] = 0.0, 1.0
-        means.append(mean.astype(np.float32))
-        scales.append(std.astype(np.float32))
-    return means, scales
 
 
 class FusionDataset(Dataset):

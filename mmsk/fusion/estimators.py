@@ -5,7 +5,9 @@ build a skorch net in ``fit``, kept as ``net_``: skorch runs the training
 loop, the callbacks, the history and the checkpoints, while the estimator
 keeps scikit-learn's contract (``clone``, ``set_params``, the common
 checks). They do not subclass skorch's ``NeuralNet``, whose ``__init__``
-sets attributes and whose ``get_params`` exposes private ones.
+sets attributes and whose ``get_params`` exposes private ones. The target
+handling (label encoding, class weights, target scaling) is in the mixins of
+:mod:`mmsk.fusion._targets`.
 """
 
 from __future__ import annotations
@@ -15,15 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import sparse
 from sklearn.base import ClassifierMixin, RegressorMixin
-from sklearn.utils import Tags
-from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 
 from mmsk.fusion._core import FusionBase
 from mmsk.fusion._docs import filled
+from mmsk.fusion._targets import ClassifierTarget, RegressorTarget
 from mmsk.fusion.export import export_onnx, onnx_inputs
 
 __all__ = ["FusionClassifier", "FusionRegressor"]
@@ -36,7 +35,7 @@ __all__ = ["FusionClassifier", "FusionRegressor"]
     criterion=":class:`torch.nn.CrossEntropyLoss`; the module outputs logits",
     split=", stratified by class",
 )
-class FusionClassifier(ClassifierMixin, FusionBase):
+class FusionClassifier(ClassifierMixin, ClassifierTarget, FusionBase):
     """Fusion network classifier: one tower per modality block, fusion, head.
 
     A scikit-learn classifier that builds and trains a skorch
@@ -166,37 +165,6 @@ class FusionClassifier(ClassifierMixin, FusionBase):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
-
-    def _encode_target(
-        self, y: Any, sample_weight: np.ndarray | None = None
-    ) -> tuple[np.ndarray, int, dict[str, Any]]:
-        check_classification_targets(y)
-        kind = type_of_target(y)
-        if kind not in ("binary", "multiclass"):
-            raise ValueError(f"FusionClassifier supports binary and multiclass y, got {kind!r} y")
-        classes, y_encoded = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"FusionClassifier needs samples of at least 2 classes in y; got 1 class "
-                f"({classes[0]!r})"
-            )
-        if sample_weight is not None:
-            weighted = np.unique(y_encoded[sample_weight > 0])
-            if len(weighted) < 2:
-                raise ValueError(
-                    "FusionClassifier needs positive sample_weight on samples of at least 2 "
-                    f"classes; all the weight is on class {classes[weighted[0]].tolist()!r}"
-                )
-        self.classes_ = classes
-        net_kwargs: dict[str, Any] = {"classes": list(range(len(classes)))}
-        if self.class_weight is not None:
-            weight = compute_class_weight(
-                self.class_weight, classes=classes, y=y, sample_weight=sample_weight
-            )
-            weight[~np.isfinite(weight)] = 1.0  # a class of zero total weight counts nothing
-            # an array here (plain data in a saved model); _build_net makes it a tensor
-            net_kwargs["criterion__weight"] = np.asarray(weight, dtype=np.float32)
-        return y_encoded.astype(np.int64), len(classes), net_kwargs
 
     def fit(
         self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None
@@ -374,7 +342,7 @@ class FusionClassifier(ClassifierMixin, FusionBase):
     criterion=":class:`torch.nn.MSELoss`",
     split="",
 )
-class FusionRegressor(RegressorMixin, FusionBase):
+class FusionRegressor(RegressorMixin, RegressorTarget, FusionBase):
     """Fusion network regressor: one tower per modality block, fusion, head.
 
     A scikit-learn regressor that builds and trains a skorch
@@ -492,28 +460,6 @@ class FusionRegressor(RegressorMixin, FusionBase):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
-
-    def _encode_target(
-        self, y: Any, sample_weight: np.ndarray | None = None
-    ) -> tuple[np.ndarray, int, dict[str, Any]]:
-        if sparse.issparse(y):
-            raise ValueError("FusionRegressor needs a dense y; got a sparse matrix")
-        y = np.asarray(y, dtype=np.float64)
-        self._target_ndim = y.ndim
-        y2 = y.reshape(len(y), -1)
-        self.n_outputs_ = y2.shape[1]
-        scaled = self.standardize is not False and self.standardize != "none"
-        if scaled and sample_weight is not None:
-            mean = np.average(y2, axis=0, weights=sample_weight)
-            scale = np.sqrt(np.average(np.square(y2 - mean), axis=0, weights=sample_weight))
-            scale[~(scale > 1e-12)] = 1.0
-        elif scaled:
-            mean, scale = y2.mean(axis=0), y2.std(axis=0)
-            scale[~(scale > 1e-12)] = 1.0
-        else:
-            mean, scale = np.zeros(self.n_outputs_), np.ones(self.n_outputs_)
-        self.target_mean_, self.target_scale_ = mean, scale
-        return ((y2 - mean) / scale).astype(np.float32), self.n_outputs_, {}
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> FusionRegressor:
         """Find the modality blocks, build the skorch net and train it.
@@ -648,10 +594,3 @@ class FusionRegressor(RegressorMixin, FusionBase):
         {'x0': (5, 3), 'mask0': (5,)}
         """
         return onnx_inputs(self, X)
-
-    def __sklearn_tags__(self) -> Tags:
-        """Declare multi-output support on top of the shared tags."""
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        return tags
