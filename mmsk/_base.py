@@ -80,6 +80,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     _output_dtype = np.float32
     #: BLAS threads while a batch is extracted (set once per batch); None leaves BLAS alone.
     _blas_threads: int | None = None
+    #: Path items reach ``_extract`` as their bytes in memory (one read), not as open files.
+    _whole_files = False
 
     # -- hooks ---------------------------------------------------------------
     def _check_params(self) -> None:
@@ -111,7 +113,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         if self._text_items:
             return None
         max_bytes = getattr(self, "max_file_bytes", MAX_FILE_BYTES)
-        return FilePolicy(max_bytes, allowed_roots(getattr(self, "allowed_dirs", None)))
+        roots = allowed_roots(getattr(self, "allowed_dirs", None))
+        return FilePolicy(max_bytes, roots, whole=self._whole_files)
 
     # -- scikit-learn API ----------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> ItemTransformer:

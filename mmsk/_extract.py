@@ -85,7 +85,7 @@ def keyed_path(item: Any, policy: FilePolicy | None = None) -> tuple[Any, Any, t
     """
     path = os.fspath(item)
     started = time.time_ns()
-    with (FilePolicy() if policy is None else policy).open(path) as fh:
+    with (FilePolicy() if policy is None else policy).open_file(path) as fh:
         signature = signature_of(os.fstat(fh.fileno()))
         key, source = item_fingerprint(fh)
     record = (path, signature, key, started)

@@ -17,6 +17,7 @@ Only the standard library (and :class:`mmsk._items.BadItem`) is used here.
 
 from __future__ import annotations
 
+import io
 import numbers
 import os
 import stat
@@ -38,6 +39,9 @@ __all__ = [
     "open_regular",
     "read_regular",
 ]
+
+_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW_FLAGS = _FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
 #: Default largest file an extractor reads (``max_file_bytes``): 256 MiB.
 MAX_FILE_BYTES = 256 * 2**20
@@ -214,9 +218,19 @@ def open_regular(
     ...
     mmsk._files.NotRegularFile: is a directory, not a file
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    if nofollow:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = _open_checked(path, max_bytes, limit_name, nofollow)[0]
+    try:
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_checked(
+    path: str | os.PathLike, max_bytes: int | None, limit_name: str, nofollow: bool
+) -> tuple[int, int]:
+    """Open ``path`` as :func:`open_regular` does; return the descriptor and the file's size."""
+    flags = _NOFOLLOW_FLAGS if nofollow else _FLAGS
     try:
         fd = os.open(path, flags)
     except OSError as exc:
@@ -231,9 +245,9 @@ def open_regular(
         raise
     try:
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise NotRegularFile("is a directory, not a file")
         if not stat.S_ISREG(info.st_mode):
+            if stat.S_ISDIR(info.st_mode):
+                raise NotRegularFile("is a directory, not a file")
             raise NotRegularFile(
                 f"{_kind(info.st_mode)}, not a regular file: refused (reading it could block "
                 "or never end)"
@@ -244,7 +258,7 @@ def open_regular(
             )
         if info.st_size == 0:
             raise BadItem("empty file (0 bytes)")
-        return os.fdopen(fd, "rb")
+        return fd, info.st_size
     except BaseException:
         os.close(fd)
         raise
@@ -270,8 +284,23 @@ def read_regular(
     ...
     mmsk._files.FileTooLarge: file of 10 bytes, more than the limit of 4 (max_file_bytes)
     """
-    with open_regular(path, max_bytes=max_bytes, limit_name=limit_name, nofollow=nofollow) as fh:
-        data = fh.read(-1 if max_bytes is None else max_bytes + 1)
+    fd, size = _open_checked(path, max_bytes, limit_name, nofollow)
+    cap = None if max_bytes is None else max_bytes + 1
+    try:  # one read() for the whole file; more only if it is short of or past its size
+        parts, total = [], 0
+        want = size + 1 if cap is None else min(size + 1, cap)
+        while cap is None or total < cap:
+            chunk = os.read(fd, want if cap is None else min(want, cap - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if total == size and len(parts) == 1:
+                break  # asked for one byte more than its size and got its size: end of file
+            want = 1 << 20
+    finally:
+        os.close(fd)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if max_bytes is not None and len(data) > max_bytes:  # it grew since fstat
         raise FileTooLarge(f"file of more than {max_bytes} bytes, the limit ({limit_name})")
     return data
@@ -286,6 +315,11 @@ class FilePolicy:
         Largest file read; None: any size.
     roots : tuple of pathlib.Path or None, default=None
         Resolved allowed directories; None: any path.
+    whole : bool, default=False
+        :meth:`open` reads the whole file at once (one ``read`` call) and
+        returns it as a :class:`io.BytesIO`: faster for decoders that read
+        small files in many small pieces (Pillow), at the cost of holding
+        the file's bytes, which such decoders do anyway.
 
     Examples
     --------
@@ -300,13 +334,27 @@ class FilePolicy:
     """
 
     def __init__(
-        self, max_bytes: int | None = MAX_FILE_BYTES, roots: tuple[Path, ...] | None = None
+        self,
+        max_bytes: int | None = MAX_FILE_BYTES,
+        roots: tuple[Path, ...] | None = None,
+        *,
+        whole: bool = False,
     ):
         self.max_bytes = max_bytes
         self.roots = roots
+        self.whole = whole
 
     def open(self, path: str | os.PathLike) -> IO[bytes]:
-        """Open ``path`` under the policy; the caller closes the file."""
+        """Open ``path`` under the policy (its bytes in memory if ``whole``); caller closes it."""
+        if self.whole:
+            if self.roots is None:
+                return io.BytesIO(read_regular(path, max_bytes=self.max_bytes))
+            data = read_regular(confine(path, self.roots), max_bytes=self.max_bytes, nofollow=True)
+            return io.BytesIO(data)
+        return self.open_file(path)
+
+    def open_file(self, path: str | os.PathLike) -> IO[bytes]:
+        """Open ``path`` under the policy as a file (with a descriptor); the caller closes it."""
         if self.roots is None:
             return open_regular(path, max_bytes=self.max_bytes)
         return open_regular(confine(path, self.roots), max_bytes=self.max_bytes, nofollow=True)

@@ -426,6 +426,7 @@ class ImageEncoder(Embedder):
 
     _what = "images"
     _versioned = ("torch", "Pillow", "torchvision")
+    _whole_files = True  # Pillow reads a small file in many small pieces: one read is faster
     _model_params = ("model", "weights", "layer", "device")
     _fingerprinted = ("model", "weights")
 

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ._base import BadItem
-from ._files import open_regular
+from ._files import read_regular
 
 #: Pillow's resampling filters by name.
 _RESAMPLE = {
@@ -131,8 +131,7 @@ def load_image(source: Any, mode: str | None = None) -> Image.Image:
     ('RGB', (3, 2))
     """
     if isinstance(source, (str, os.PathLike)):
-        with open_regular(source) as fh:  # a regular file within MAX_FILE_BYTES
-            img = _open(fh)
+        img = _open(io.BytesIO(read_regular(source)))  # a regular file within MAX_FILE_BYTES
     elif hasattr(source, "read"):
         img = _open(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):

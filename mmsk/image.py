@@ -130,6 +130,7 @@ default="bilinear"
 
     _what = "images"
     _versioned = ("Pillow",)
+    _whole_files = True  # Pillow reads a small file in many small pieces: one read is faster
 
     def __init__(
         self,
