@@ -409,6 +409,9 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         stored at the cache's location (one ``stat`` each instead of a read).
         """
         text = self._text_items
+        if not text and (policy is None or policy.roots is None):
+            if all(type(item) is str and item for item in items):  # paths: the common case
+                return self._cached_path_rows(items, cache, out, policy)
         rows, keys, pending = [], [], []
         load = not text  # stored path keys: looked up at the first path this process does not know
         for i, item in enumerate(items):
@@ -429,6 +432,39 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             else:
                 rows.append(i)
                 keys.append(key)
+        return self._fill_hits(items, cache, out, rows, keys, pending)
+
+    def _cached_path_rows(
+        self,
+        items: Sequence[str],
+        cache: FeatureCache,
+        out: np.ndarray,
+        policy: FilePolicy | None,
+    ) -> list[tuple[int, Any, str | None]]:
+        """:meth:`_cached_rows` for a column of paths without allowed directories: one pass."""
+        max_bytes = None if policy is None else policy.max_bytes
+        found = PATH_KEYS.lookup_many(items, max_bytes)
+        unknown = [i for i, key in enumerate(found) if key is None]
+        if unknown and any(items[i] not in PATH_KEYS for i in unknown):
+            cache.load_paths()  # stored path keys, once, at the first path this process lacks
+            again = PATH_KEYS.lookup_many([items[i] for i in unknown], max_bytes)
+            for i, key in zip(unknown, again, strict=True):
+                found[i] = key
+        rows = [i for i, key in enumerate(found) if key is not None]
+        keys = [found[i] for i in rows]
+        pending = [(i, items[i], None) for i, key in enumerate(found) if key is None]
+        return self._fill_hits(items, cache, out, rows, keys, pending)
+
+    @staticmethod
+    def _fill_hits(
+        items: Sequence[Any],
+        cache: FeatureCache,
+        out: np.ndarray,
+        rows: list[int],
+        keys: list[str],
+        pending: list[tuple[int, Any, str | None]],
+    ) -> list[tuple[int, Any, str | None]]:
+        """Write the cache's rows for ``keys`` into ``out``; return ``pending`` and the misses."""
         if keys:
             hits = cache.get_many(keys, out.shape[1], out.dtype)
             if (

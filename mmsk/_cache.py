@@ -201,6 +201,22 @@ class MemoryLayer:
                 pass
         return row
 
+    def get_many(self, scope: Any, keys: Sequence[bytes]) -> list[np.ndarray | None]:
+        """:meth:`get` of each key, in one loop."""
+        held = self._rows
+        get, move = held.get, held.move_to_end
+        found: list[np.ndarray | None] = []
+        for key in keys:
+            scope_key = (scope, key)
+            row = get(scope_key)
+            if row is not None:
+                try:
+                    move(scope_key)
+                except KeyError:  # evicted by another thread meanwhile: still a valid row
+                    pass
+            found.append(row)
+        return found
+
     def __contains__(self, scope_key: tuple[Any, bytes]) -> bool:
         """Whether ``(scope, key)`` is held."""
         return scope_key in self._rows
@@ -335,8 +351,7 @@ class FeatureCache:
             return [None] * len(keys)
         scope, dtype = self._scope, np.dtype(dtype)
         raw = _raw_keys(keys)
-        held = MEMORY.get
-        out: list[np.ndarray | None] = [held(scope, k) for k in raw]
+        out = MEMORY.get_many(scope, raw)
         wanted = [k for k, row in zip(raw, out, strict=True) if row is None]
         if not wanted:
             return out

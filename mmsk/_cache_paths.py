@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,38 @@ class PathKeys:
             return entry[1]
         self._keys.pop(path, None)
         return None
+
+    def lookup_many(self, paths: Sequence[str], max_bytes: int | None = None) -> list[str | None]:
+        """:meth:`lookup` of each path, in one loop (the cache's hot path: one ``stat`` each).
+
+        Examples
+        --------
+        >>> from mmsk._cache_paths import PathKeys
+        >>> PathKeys().lookup_many(["/no/such/file"])
+        [None]
+        """
+        get, stat, keys = self._keys.get, os.stat, self._keys
+        found: list[str | None] = []
+        for path in paths:
+            entry = get(path)
+            if entry is None:
+                found.append(None)
+                continue
+            signature = entry[0]
+            if max_bytes is not None and signature[0] > max_bytes:
+                found.append(None)
+                continue
+            try:
+                st = stat(path)
+            except OSError:
+                st = None
+            now = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+            if now is not None and now + (st.st_ctime_ns,) == signature:
+                found.append(entry[1])
+            else:
+                keys.pop(path, None)
+                found.append(None)
+        return found
 
     def remember(self, path: str, signature: Signature, key: str, started_ns: int) -> bool:
         """Record ``key`` for ``path`` hashed from ``started_ns`` on, if the stat can vouch.

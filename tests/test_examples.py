@@ -201,6 +201,20 @@ def test_modality_importance_example(example_globals):
     assert (perm["importance_mean"] > 0).all(), "both modalities carry information"
 
 
+@pytest.mark.slow
+def test_modality_importance_example_full_data_measures_agree(shared_data, tmp_path, monkeypatch):
+    """On known speakers, permutation and ablation rank the modalities alike (full AV-digits)."""
+    monkeypatch.setenv("MMSK_DATA", str(shared_data))
+    ns = _run_example(EXAMPLES_DIR / "plot_modality_importance.py", tmp_path, fast=False)
+    result = ns["result"]
+    assert not ns["FAST"] and len(ns["X_test"]) == 500
+    by_method = {m: part.set_index("modality") for m, part in result.groupby("method")}
+    for method, part in by_method.items():
+        assert (part["importance_mean"] > 0.05).all(), (method, "both modalities matter")
+    first = {m: part["importance_mean"].idxmax() for m, part in by_method.items()}
+    assert first["permutation"] == first["ablation"], first
+
+
 def test_robustness_report_example(example_globals):
     ns = example_globals(EXAMPLES_DIR / "plot_robustness_report.py")
     reports = ns["reports"]
