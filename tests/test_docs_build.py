@@ -56,6 +56,17 @@ def test_gallery_takes_every_example_and_the_readme_has_the_command():
     assert BUILD_COMMAND in development
 
 
+def test_every_guide_page_is_in_the_toctree():
+    """A page missing from index.md's toctrees fails the (slow) site build: catch it here."""
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    listed = set()
+    for block in index.split("```{toctree}")[1:]:
+        body = block.split("```", 1)[0]
+        listed |= {line.strip() for line in body.splitlines() if line and line[0] not in " :"}
+    pages = {path.stem for path in DOCS.glob("*.md")} - {"index"}
+    assert pages <= listed, f"not in a toctree of docs/index.md: {sorted(pages - listed)}"
+
+
 @pytest.mark.slow
 def test_site_builds_without_warnings(tmp_path):
     pytest.importorskip("sphinx", reason="sphinx is not installed (extra 'docs')")
