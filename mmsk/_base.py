@@ -25,6 +25,7 @@ from ._cache import PATH_KEYS, FeatureCache, cache_location, cache_token
 from ._extract import (  # noqa: F401 (re-exported for _embed and the text extractors)
     _extract_batch,
     _extract_keyed_batch,
+    _extract_wire_batch,
     _is_path,
     _label,
     _param_names,
@@ -82,6 +83,10 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     _blas_threads: int | None = None
     #: Path items reach ``_extract`` as their bytes in memory (one read), not as open files.
     _whole_files = False
+    #: A smaller dtype in which joblib workers send rows back (None: the output dtype):
+    #: the subclass's ``_extract_wire`` gives a row in it, ``_from_wire`` maps rows to
+    #: the output exactly as ``_extract`` would have computed them.
+    _wire_dtype: Any = None
 
     # -- hooks ---------------------------------------------------------------
     def _check_params(self) -> None:
@@ -351,7 +356,12 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 )
                 for s in starts
             ]
-            for start, (rows, failed) in zip(starts, self._run(_extract_batch, tasks), strict=True):
+            wire = self._wire_dtype is not None
+            results = self._run(_extract_wire_batch if wire else _extract_batch, tasks)
+            for start, (rows, failed, *skipped) in zip(starts, results, strict=True):
+                if wire:  # the rows came as the wire dtype; the skipped ones stay NaN
+                    rows = self._from_wire(rows)
+                    rows[skipped[0]] = np.nan
                 out[start : start + rows.shape[0]] = rows
                 failures.extend(failed)
                 if bar is not None:

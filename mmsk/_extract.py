@@ -157,6 +157,7 @@ def _extract_batch(
     policy: FilePolicy | None = None,
     out: np.ndarray | None = None,
     progress: Any = None,
+    skipped: list[int] | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """Extract one batch of items (no cache); return its rows and the failures.
 
@@ -164,16 +165,26 @@ def _extract_batch(
     the batch's index labels (None: rows are named by position). ``out``
     (in the calling process) receives the rows in place; ``progress`` is
     called with 1 after each item. BLAS is limited to the extractor's
-    ``_blas_threads`` once, around the whole batch.
+    ``_blas_threads`` once, around the whole batch. With a ``skipped``
+    list, the rows are the extractor's wire form (``_extract_wire``, zeros
+    where nothing was extracted) and the positions of the missing and
+    failed items are appended to it.
     """
-    dtype = est._output_dtype
+    wire = skipped is not None
+    dtype = est._wire_dtype if wire else est._output_dtype
     if out is None:
-        out = np.full((len(items), n_out), np.nan, dtype=dtype)
+        out = (
+            np.zeros((len(items), n_out), dtype)
+            if wire
+            else np.full((len(items), n_out), np.nan, dtype)
+        )
     failures: list[tuple[str, str, str]] = []
-    extract, text = est._extract, est._text_items
+    extract, text = (est._extract_wire if wire else est._extract), est._text_items
     with blas_threads(est._blas_threads):
         for i, item in enumerate(items):
             if is_missing(item, text=text):
+                if skipped is not None:
+                    skipped.append(i)
                 if progress is not None:
                     progress(1)
                 continue
@@ -193,9 +204,33 @@ def _extract_batch(
                 if est.on_error == "raise":
                     raise ItemError(column, start + i, describe_item(item), reason, label) from exc
                 failures.append((row_name(start + i, label), describe_item(item), reason))
+                if skipped is not None:
+                    skipped.append(i)
             if progress is not None:
                 progress(1)
     return out, failures
+
+
+def _extract_wire_batch(
+    est: ItemTransformer,
+    items: Sequence[Any],
+    start: int,
+    column: str | None,
+    n_out: int,
+    labels: Sequence[Any] | None = None,
+    policy: FilePolicy | None = None,
+) -> tuple[np.ndarray, list[tuple[str, str, str]], list[int]]:
+    """:func:`_extract_batch` in a joblib worker, rows in the extractor's wire dtype.
+
+    Less to send back to the calling process (8-bit pixels instead of
+    float32); it maps them with ``_from_wire`` and makes the rows in the
+    returned list of skipped positions (missing or failed items) NaN.
+    """
+    skipped: list[int] = []
+    rows, failures = _extract_batch(
+        est, items, start, column, n_out, labels, policy, skipped=skipped
+    )
+    return rows, failures, skipped
 
 
 def _extract_keyed_batch(

@@ -131,6 +131,7 @@ default="bilinear"
     _what = "images"
     _versioned = ("Pillow",)
     _whole_files = True  # Pillow reads a small file in many small pieces: one read is faster
+    _wire_dtype = np.uint8  # workers send the 8-bit pixels: a quarter of the float32 bytes
 
     def __init__(
         self,
@@ -172,6 +173,12 @@ default="bilinear"
         return list(_pixel_names(int(height), int(width), _BANDS[self.mode]))
 
     def _extract(self, source: Any) -> np.ndarray:
+        return np.divide(self._extract_wire(source), np.float32(255), dtype=np.float32)
+
+    def _from_wire(self, rows: np.ndarray) -> np.ndarray:
+        return np.divide(rows, np.float32(255), dtype=np.float32)
+
+    def _extract_wire(self, source: Any) -> np.ndarray:
         img = load_image(source, self.mode)
         width, height = int(self.size[0]), int(self.size[1])
         target = (width, height)
@@ -187,5 +194,5 @@ default="bilinear"
                 img = img.resize(target, resample)
             arr = _uint8_pixels(img)
         if arr.ndim == 3:
-            arr = arr.transpose(2, 0, 1)
-        return np.divide(arr, np.float32(255), dtype=np.float32, order="C").reshape(-1)
+            return np.ascontiguousarray(arr.transpose(2, 0, 1)).reshape(-1)
+        return arr.reshape(-1)

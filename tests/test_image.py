@@ -456,3 +456,22 @@ def test_memory_cache_extracts_each_item_once(images, make, tmp_path, monkeypatc
     assert len(calls) == 3
     make(memory=str(tmp_path), on_error="nan").fit(items).transform(items)  # same cache key
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_pixels_workers_send_8_bit_rows_and_the_output_is_identical(images, mode):
+    from mmsk._extract import _extract_wire_batch
+
+    good = [images["grey"], images["rgb"], images["rgba"], images["white"], images["black"]]
+    items = (good + [None, images["truncated"], ""]) * 3  # missing, failed, missing
+    est = ImagePixels(size=(9, 7), mode=mode, on_error="nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ItemWarning)
+        alone = est.fit_transform(items)
+        parallel = clone(est).set_params(n_jobs=2).fit_transform(items)
+    np.testing.assert_array_equal(parallel, alone)  # NaN rows where they were, bits equal
+    assert np.isnan(alone[5::8]).all() and np.isnan(alone[6::8]).all()
+    rows, failures, skipped = _extract_wire_batch(est, items[:8], 0, "image", alone.shape[1])
+    assert rows.dtype == np.uint8 and rows.nbytes * 4 == alone[:8].nbytes
+    assert skipped == [5, 6, 7] and len(failures) == 1
+    np.testing.assert_array_equal(est._from_wire(rows[:5]), alone[:5])
