@@ -17,6 +17,35 @@ def _seeds_fixed():
         sys.modules["torch"].manual_seed(0)
 
 
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Call it to make the feature cache's segment writes fail with ENOSPC after 10 bytes."""
+    import errno
+
+    import mmsk._cache_segments
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fd, mode):
+            self.fh = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd, mode="r", *args, **kwargs):  # the file policy reads with "rb"
+        return Full(fd, mode) if "w" in mode else real_fdopen(fd, mode, *args, **kwargs)
+
+    return lambda: monkeypatch.setattr(mmsk._cache_segments.os, "fdopen", fdopen)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Torch on one thread for a module: tiny models run fastest so, and shared CI cores spin."""

@@ -273,42 +273,21 @@ def test_lookups_do_no_joblib_hash(pngs, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("fault", ["read-only", "not a directory", "disk full"])
-def test_an_unusable_cache_warns_once_and_changes_nothing(pngs, tmp_path, monkeypatch, fault):
+def test_an_unusable_cache_warns_once_and_changes_nothing(
+    pngs, tmp_path, monkeypatch, fault, full_disk
+):
     plain = ImagePixels(size=(4, 4), mode="L").fit_transform(pngs)
     location = tmp_path / "cache"
     if fault == "not a directory":
         location.write_text("a file")
-    else:
-        error = OSError(errno.ENOSPC, "No space left on device")
-        if fault == "read-only":
-            error = PermissionError(errno.EROFS, "Read-only file system")
+    elif fault == "read-only":
 
         def fail(*args, **kwargs):
-            raise error
+            raise PermissionError(errno.EROFS, "Read-only file system")
 
-        if fault == "read-only":
-            monkeypatch.setattr(mmsk._cache_segments.tempfile, "mkstemp", fail)
-        else:  # the disk fills up while writing a segment
-            real_fdopen = os.fdopen
-
-            def full(fd, mode="r", *args, **kwargs):  # (the file policy reads with "rb")
-                return Full(fd, mode) if "w" in mode else real_fdopen(fd, mode, *args, **kwargs)
-
-            class Full:
-                def __init__(self, fd, mode):
-                    self.fh = real_fdopen(fd, mode)
-
-                def __enter__(self):
-                    return self
-
-                def __exit__(self, *exc):
-                    self.fh.close()
-
-                def write(self, data):
-                    self.fh.write(data[:10])
-                    fail()
-
-            monkeypatch.setattr(mmsk._cache_segments.os, "fdopen", full)
+        monkeypatch.setattr(mmsk._cache_segments.tempfile, "mkstemp", fail)
+    else:  # the disk fills up while writing a segment
+        full_disk()
     est = ImagePixels(size=(4, 4), mode="L", memory=location, on_error="raise")
     with pytest.warns(CacheWarning) as caught:
         out = [est.fit_transform(pngs), clone(est).fit_transform(pngs[::-1])[::-1]]

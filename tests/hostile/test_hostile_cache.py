@@ -9,7 +9,6 @@ rows, and features identical to those computed without a cache.
 """
 
 import errno
-import os
 import re
 import warnings
 
@@ -84,29 +83,6 @@ def _unwritable(monkeypatch, error):
     monkeypatch.setattr(mmsk._cache_segments.tempfile, "mkstemp", fail)
 
 
-def _disk_fills_up(monkeypatch):
-    real_fdopen = os.fdopen
-
-    class Full:
-        def __init__(self, fd, mode):
-            self.fh = real_fdopen(fd, mode)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def write(self, data):
-            self.fh.write(data[:10])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def fdopen(fd, mode="r", *args, **kwargs):  # the file policy reads with "rb"
-        return Full(fd, mode) if "w" in mode else real_fdopen(fd, mode, *args, **kwargs)
-
-    monkeypatch.setattr(mmsk._cache_segments.os, "fdopen", fdopen)
-
-
 def _segments(location):
     return sorted(location.rglob("*.seg"))
 
@@ -136,7 +112,9 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("name", list(EXTRACTORS))
-def test_a_cache_fault_warns_once_and_changes_no_result(name, fault, media, tmp_path, monkeypatch):
+def test_a_cache_fault_warns_once_and_changes_no_result(
+    name, fault, media, tmp_path, monkeypatch, full_disk
+):
     make, kind = EXTRACTORS[name]
     items = _items(kind, media)
     plain = make(on_error="raise").fit_transform(items)
@@ -157,7 +135,7 @@ def test_a_cache_fault_warns_once_and_changes_no_result(name, fault, media, tmp_
     elif fault == "permission denied":
         _unwritable(monkeypatch, PermissionError(errno.EACCES, "Permission denied"))
     else:
-        _disk_fills_up(monkeypatch)
+        full_disk()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for policy in ("raise", "nan"):  # a fault is no item's error under either policy
