@@ -11,9 +11,9 @@ estimator fitted on a DataFrame) in a :class:`fastapi.FastAPI` application:
   schema (``/openapi.json``, ``/docs``) with one field per input column.
 
 :func:`serve` loads a model file with :mod:`mmsk.io` and runs the
-application with uvicorn. Request decoding and its limits live in
-:mod:`mmsk._serve_schema`. fastapi and uvicorn are the extra ``serve``,
-imported on first use. See ``docs/serving.md``.
+application with uvicorn. The request models live in :mod:`mmsk._serve_schema`,
+decoding under the limits in :mod:`mmsk._serve_decode`. fastapi and uvicorn
+are the extra ``serve``, imported on first use. See ``docs/serving.md``.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints'
@@ -32,13 +32,12 @@ from typing import Any
 from ._files import allowed_roots
 from ._items import ItemError
 from ._optional import import_optional
+from ._serve_decode import decode_records, describe_value
 from ._serve_schema import (
     ColumnSpec,
     Limits,
     Problem,
     RequestProblem,
-    decode_records,
-    describe_value,
     input_columns,
     request_models,
     summary,
