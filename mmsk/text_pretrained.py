@@ -21,7 +21,7 @@ from ._base import ItemTransformer, _label, _reason
 from ._docstrings import fill_doc
 from ._items import ItemError, describe_item, is_missing, row_name, valid_text
 from ._optional import import_optional
-from .text import _as_text
+from ._sentence import _as_text
 
 __all__ = ["PretrainedTokens"]
 

@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mmsk._image_encoder
+import mmsk._sentence
 import mmsk.text
 from mmsk import ImageEncoder, ItemError, ItemWarning, SentenceEmbedder
 
@@ -122,7 +123,7 @@ def load_counter(monkeypatch):
     """Count model loads of both embedders."""
     counts = {"image": 0, "text": 0}
     image_loader = mmsk._image_encoder._load_image_model
-    text_loader = mmsk.text._load_sentence_model
+    text_loader = mmsk._sentence._load_sentence_model
 
     def count_image(*args, **kwargs):
         counts["image"] += 1
@@ -133,7 +134,7 @@ def load_counter(monkeypatch):
         return text_loader(*args, **kwargs)
 
     monkeypatch.setattr(mmsk._image_encoder, "_load_image_model", count_image)
-    monkeypatch.setattr(mmsk.text, "_load_sentence_model", count_text)
+    monkeypatch.setattr(mmsk._sentence, "_load_sentence_model", count_text)
     return counts
 
 
