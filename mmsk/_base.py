@@ -10,6 +10,7 @@ content-addressed cache — lives here once.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,20 @@ from ._items import (
 )
 
 __all__ = ["MAX_BATCH", "BadItem", "ItemTransformer", "ItemWarning"]
+
+
+@functools.cache
+def _sends_wire_rows(cls: type) -> bool:
+    """Whether workers of ``cls`` send rows in its ``_wire_dtype``.
+
+    Only if the class that defines the ``_extract`` in use also defines
+    ``_extract_wire``: a subclass that overrides ``_extract`` alone gets its
+    own rows, not those of its parent's wire form.
+    """
+    if getattr(cls, "_wire_dtype", None) is None:
+        return False
+    owner = next(klass for klass in cls.__mro__ if "_extract" in vars(klass))
+    return "_extract_wire" in vars(owner) and "_from_wire" in vars(owner)
 
 
 class ItemWarning(UserWarning):
@@ -356,7 +371,7 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
                 )
                 for s in starts
             ]
-            wire = self._wire_dtype is not None
+            wire = _sends_wire_rows(type(self))
             results = self._run(_extract_wire_batch if wire else _extract_batch, tasks)
             for start, (rows, failed, *skipped) in zip(starts, results, strict=True):
                 if wire:  # the rows came as the wire dtype; the skipped ones stay NaN

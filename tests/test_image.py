@@ -475,3 +475,15 @@ def test_pixels_workers_send_8_bit_rows_and_the_output_is_identical(images, mode
     assert rows.dtype == np.uint8 and rows.nbytes * 4 == alone[:8].nbytes
     assert skipped == [5, 6, 7] and len(failures) == 1
     np.testing.assert_array_equal(est._from_wire(rows[:5]), alone[:5])
+
+
+def test_a_subclass_that_overrides_extract_gets_its_own_rows_from_workers(images):
+    class Brighter(ImagePixels):
+        def _extract(self, source):
+            return np.minimum(super()._extract(source) + np.float32(0.25), np.float32(1))
+
+    items = [images["grey"], images["rgb"], images["white"], images["black"]] * 3
+    alone = Brighter(size=(5, 5), mode="L").fit_transform(items)
+    parallel = Brighter(size=(5, 5), mode="L", n_jobs=2).fit_transform(items)
+    np.testing.assert_array_equal(parallel, alone)
+    assert alone.min() >= 0.25
