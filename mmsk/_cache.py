@@ -193,13 +193,7 @@ class MemoryLayer:
 
     def get(self, scope: Any, key: bytes) -> np.ndarray | None:
         """Return the vector (read-only) or None; a hit becomes the most recently used."""
-        row = self._rows.get((scope, key))
-        if row is not None:
-            try:
-                self._rows.move_to_end((scope, key))
-            except KeyError:  # evicted by another thread meanwhile: still a valid row
-                pass
-        return row
+        return self.get_many(scope, [key])[0]
 
     def get_many(self, scope: Any, keys: Sequence[bytes]) -> list[np.ndarray | None]:
         """:meth:`get` of each key, in one loop."""

@@ -106,19 +106,7 @@ class PathKeys:
         A file larger than ``max_bytes`` (the caller's file policy) gets None,
         so that it is opened, and refused, under that policy.
         """
-        entry = self._keys.get(path)
-        if entry is None:
-            return None
-        if max_bytes is not None and entry[0][0] > max_bytes:
-            return None
-        try:
-            st = os.stat(path)
-        except OSError:
-            st = None
-        if st is not None and signature_of(st) == entry[0]:
-            return entry[1]
-        self._keys.pop(path, None)
-        return None
+        return self.lookup_many([path], max_bytes)[0]
 
     def lookup_many(self, paths: Sequence[str], max_bytes: int | None = None) -> list[str | None]:
         """:meth:`lookup` of each path, in one loop (the cache's hot path: one ``stat`` each).
@@ -133,21 +121,16 @@ class PathKeys:
         found: list[str | None] = []
         for path in paths:
             entry = get(path)
-            if entry is None:
-                found.append(None)
-                continue
-            signature = entry[0]
-            if max_bytes is not None and signature[0] > max_bytes:
+            if entry is None or (max_bytes is not None and entry[0][0] > max_bytes):
                 found.append(None)
                 continue
             try:
-                st = stat(path)
+                unchanged = signature_of(stat(path)) == entry[0]
             except OSError:
-                st = None
-            now = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-            if now is not None and now + (st.st_ctime_ns,) == signature:
+                unchanged = False
+            if unchanged:
                 found.append(entry[1])
-            else:
+            else:  # changed or gone: forget it
                 keys.pop(path, None)
                 found.append(None)
         return found

@@ -347,17 +347,20 @@ class FilePolicy:
     def open(self, path: str | os.PathLike) -> IO[bytes]:
         """Open ``path`` under the policy (its bytes in memory if ``whole``); caller closes it."""
         if self.whole:
-            if self.roots is None:
-                return io.BytesIO(read_regular(path, max_bytes=self.max_bytes))
-            data = read_regular(confine(path, self.roots), max_bytes=self.max_bytes, nofollow=True)
-            return io.BytesIO(data)
+            where, nofollow = self._where(path)
+            return io.BytesIO(read_regular(where, max_bytes=self.max_bytes, nofollow=nofollow))
         return self.open_file(path)
 
     def open_file(self, path: str | os.PathLike) -> IO[bytes]:
         """Open ``path`` under the policy as a file (with a descriptor); the caller closes it."""
+        where, nofollow = self._where(path)
+        return open_regular(where, max_bytes=self.max_bytes, nofollow=nofollow)
+
+    def _where(self, path: str | os.PathLike) -> tuple[str | os.PathLike, bool]:
+        """Return the path to open and whether to refuse a final symlink (resolved in the roots)."""
         if self.roots is None:
-            return open_regular(path, max_bytes=self.max_bytes)
-        return open_regular(confine(path, self.roots), max_bytes=self.max_bytes, nofollow=True)
+            return path, False
+        return confine(path, self.roots), True
 
 
 def check_max_bytes(value: Any, name: str = "max_file_bytes") -> None:
