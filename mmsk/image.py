@@ -173,7 +173,7 @@ default="bilinear"
         return list(_pixel_names(int(height), int(width), _BANDS[self.mode]))
 
     def _extract(self, source: Any) -> np.ndarray:
-        return np.divide(self._extract_wire(source), np.float32(255), dtype=np.float32)
+        return self._from_wire(self._extract_wire(source))
 
     def _from_wire(self, rows: np.ndarray) -> np.ndarray:
         return np.divide(rows, np.float32(255), dtype=np.float32)
