@@ -24,7 +24,8 @@ Printed: a line per grid as it ends; file reads per file (every ``open`` of
 an item's path, every opening through the file policy
 (``mmsk._files.open_regular``) and every ``soundfile.SoundFile`` opened on
 it, counted by wrappers), extractions per item and extractor (calls of
-``_extract``), the median and spread of each way's time and its speed-up.
+``_extract``, or of ``ImagePixels._extract_wire``, which every image goes
+through), the median and spread of each way's time and its speed-up.
 
 Then the cost of one cache hit against extracting one 28x28 PNG
 (``ImagePixels``), each way in **new processes** (a subprocess per
@@ -151,7 +152,11 @@ class Counters:
         self.extractions: collections.Counter = collections.Counter()
         self._open, self._sf_init = builtins.open, sf.SoundFile.__init__
         self._open_regular = mmsk._files.open_regular  # (every path item goes through it)
-        self._extract = {cls: cls._extract for cls in (AudioFeatures, ImagePixels)}
+        # the method every extraction goes through: ImagePixels' 8-bit wire form, else _extract
+        self._extract = {
+            (cls, name): getattr(cls, name)
+            for cls, name in ((AudioFeatures, "_extract"), (ImagePixels, "_extract_wire"))
+        }
 
     def install(self) -> None:
         counters, real_open, real_sf = self, self._open, self._sf_init
@@ -174,19 +179,19 @@ class Counters:
         builtins.open = counting_open
         mmsk._files.open_regular = counting_open_regular
         sf.SoundFile.__init__ = counting_sf
-        for cls, real in self._extract.items():
+        for (cls, name), real in self._extract.items():
 
             def extract(est, source, _real=real, _name=cls.__name__):
                 counters.extractions[_name] += 1
                 return _real(est, source)
 
-            cls._extract = extract
+            setattr(cls, name, extract)
 
     def uninstall(self) -> None:
         builtins.open, sf.SoundFile.__init__ = self._open, self._sf_init
         mmsk._files.open_regular = self._open_regular
-        for cls, real in self._extract.items():
-            cls._extract = real
+        for (cls, name), real in self._extract.items():
+            setattr(cls, name, real)
 
     def reset(self) -> None:
         self.reads.clear()

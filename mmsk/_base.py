@@ -98,9 +98,10 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
     _blas_threads: int | None = None
     #: Path items reach ``_extract`` as their bytes in memory (one read), not as open files.
     _whole_files = False
-    #: A smaller dtype in which joblib workers send rows back (None: the output dtype):
-    #: the subclass's ``_extract_wire`` gives a row in it, ``_from_wire`` maps rows to
-    #: the output exactly as ``_extract`` would have computed them.
+    #: A smaller dtype in which joblib workers send rows back and the cache stores them
+    #: (None: the output dtype): the subclass's ``_extract_wire`` gives a row in it,
+    #: ``_from_wire(rows, out=None)`` maps rows to the output exactly as ``_extract``
+    #: would have computed them.
     _wire_dtype: Any = None
 
     # -- hooks ---------------------------------------------------------------
@@ -296,9 +297,19 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         n_out = self.__dict__.get("n_features_out_")
         return len(self._feature_names()) if n_out is None else int(n_out)
 
+    def _stored_dtype(self) -> np.dtype:
+        """Return the dtype of the rows the cache holds: the wire dtype where there is one.
+
+        8-bit pixels are a quarter of their float32 output: a quarter of the
+        bytes to read, check and hold per hit; ``_from_wire`` maps them to
+        the output exactly as an extraction would.
+        """
+        wire = _sends_wire_rows(type(self))
+        return np.dtype(self._wire_dtype if wire else self._output_dtype)
+
     def _cache_token(self, n_out: int) -> str:
-        """Hash of what makes the output: class, parameters, library versions, width."""
-        layout = (n_out, np.dtype(self._output_dtype).str)
+        """Hash of what makes the output: class, parameters, library versions, stored layout."""
+        layout = (n_out, self._stored_dtype().str)
         return cache_token(type(self).__name__, self._cache_params(), self._versioned, layout)
 
     def _cache(self, n_out: int) -> FeatureCache | None:
@@ -374,10 +385,12 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             wire = _sends_wire_rows(type(self))
             results = self._run(_extract_wire_batch if wire else _extract_batch, tasks)
             for start, (rows, failed, *skipped) in zip(starts, results, strict=True):
-                if wire:  # the rows came as the wire dtype; the skipped ones stay NaN
-                    rows = self._from_wire(rows)
-                    rows[skipped[0]] = np.nan
-                out[start : start + rows.shape[0]] = rows
+                block = out[start : start + rows.shape[0]]
+                if wire:  # the rows came as the wire dtype, mapped in place; skipped ones NaN
+                    self._from_wire(rows, out=block)
+                    block[skipped[0]] = np.nan
+                else:
+                    block[...] = rows
                 failures.extend(failed)
                 if bar is not None:
                     bar.update(rows.shape[0])
@@ -404,13 +417,15 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
             ]
             results = self._run(_extract_keyed_batch, tasks) if tasks else ()
             read: list[Any] = []  # path-key records of the files read
-            for batch, (rows, failed, keys, records) in zip(batches, results, strict=True):
-                positions = [row for row, _, _ in batch]
-                out[positions] = rows
+            for batch, (rows, failed, keys, records, bad) in zip(batches, results, strict=True):
+                kept = [j for j, key in enumerate(keys) if key is not None]
+                cache.remember([keys[j] for j in kept], rows[kept])  # as stored (wire dtype)
+                if rows.dtype != out.dtype:
+                    rows = self._from_wire(rows)
+                    rows[bad] = np.nan
+                out[[row for row, _, _ in batch]] = rows
                 failures.extend(failed)
                 read.extend(records)
-                kept = [j for j, key in enumerate(keys) if key is not None]
-                cache.remember([keys[j] for j in kept], rows[kept])
                 if bar is not None and progress is None:
                     bar.update(len(batch))
             cache.remember_paths(read)
@@ -480,8 +495,8 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         pending = [(i, items[i], None) for i, key in enumerate(found) if key is None]
         return self._fill_hits(items, cache, out, rows, keys, pending)
 
-    @staticmethod
     def _fill_hits(
+        self,
         items: Sequence[Any],
         cache: FeatureCache,
         out: np.ndarray,
@@ -489,20 +504,30 @@ class ItemTransformer(TransformerMixin, BaseEstimator):
         keys: list[str],
         pending: list[tuple[int, Any, str | None]],
     ) -> list[tuple[int, Any, str | None]]:
-        """Write the cache's rows for ``keys`` into ``out``; return ``pending`` and the misses."""
-        if keys:
-            hits = cache.get_many(keys, out.shape[1], out.dtype)
-            if (
-                len(rows) == len(out)
-                and out.flags.c_contiguous
-                and all(h is not None for h in hits)
-            ):
-                np.concatenate(hits, out=out.reshape(-1))  # every row held (rows 0..n-1): one copy
-                return []
-            for i, key, hit in zip(rows, keys, hits, strict=True):
-                if hit is None:
-                    pending.append((i, items[i], key))
-                else:
-                    out[i] = hit
-            pending.sort(key=lambda entry: entry[0])
+        """Write the cache's rows for ``keys`` into ``out``; return ``pending`` and the misses.
+
+        Rows stored in the wire dtype are mapped to the output with one
+        ``_from_wire`` call for all the hits.
+        """
+        if not keys:
+            return pending
+        stored = self._stored_dtype()
+        hits = cache.get_many(keys, out.shape[1], stored)
+        wire = stored != out.dtype
+        if len(rows) == len(out) and out.flags.c_contiguous and all(h is not None for h in hits):
+            if wire:  # every row held (rows 0..n-1): one copy and one mapping
+                self._from_wire(np.stack(hits), out=out)
+            else:  # one copy
+                np.concatenate(hits, out=out.reshape(-1))
+            return []
+        found, held = [], []
+        for i, key, hit in zip(rows, keys, hits, strict=True):
+            if hit is None:
+                pending.append((i, items[i], key))
+            else:
+                found.append(i)
+                held.append(hit)
+        if held:
+            out[found] = self._from_wire(np.stack(held)) if wire else np.stack(held)
+        pending.sort(key=lambda entry: entry[0])
         return pending

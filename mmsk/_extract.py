@@ -242,7 +242,7 @@ def _extract_keyed_batch(
     labels: Sequence[Any] | None = None,
     policy: FilePolicy | None = None,
     progress: Any = None,
-) -> tuple[np.ndarray, list[tuple[str, str, str]], list[str | None], list[Any]]:
+) -> tuple[np.ndarray, list[tuple[str, str, str]], list[str | None], list[Any], list[int]]:
     """Extract the cache misses of one batch, ``(row, item, key or None)`` each.
 
     A path whose key the process does not know yet is read once here,
@@ -252,16 +252,25 @@ def _extract_keyed_batch(
     named by position); ``progress`` (in the calling process) is called
     with 1 per item. BLAS is limited once, around the whole batch. Returns
     the rows, the failures ``(row name, item description, reason)``, each
-    row's key (None for failures and unkeyed items) and the path-key records
-    for the calling process.
+    row's key (None for failures and unkeyed items), the path-key records
+    for the calling process and the positions of the failed items. The rows
+    are in the dtype the cache stores (:meth:`ItemTransformer._stored_dtype`):
+    an extractor with a wire dtype gives its wire rows, zeros where an item
+    failed, and the caller maps them (``_from_wire``) and blanks the failed.
     """
-    dtype = est._output_dtype
-    out = np.full((len(batch), n_out), np.nan, dtype=dtype)
+    dtype = est._stored_dtype()
+    wire = dtype != est._output_dtype  # rows as the cache stores them; failed: zeros, listed
+    out = (
+        np.zeros((len(batch), n_out), dtype)
+        if wire
+        else np.full((len(batch), n_out), np.nan, dtype)
+    )
     failures: list[tuple[str, str, str]] = []
+    failed: list[int] = []
     keys: list[str | None] = [None] * len(batch)
     records: list[Any] = []
     fresh: dict[str, int] = {}
-    extract, text = est._extract, est._text_items
+    extract, text = (est._extract_wire if wire else est._extract), est._text_items
     refresh = True
     with blas_threads(est._blas_threads):
         for j, (row, item, key) in enumerate(batch):
@@ -296,8 +305,9 @@ def _extract_keyed_batch(
                 if est.on_error == "raise":
                     raise ItemError(column, row, describe_item(item), reason, label) from exc
                 failures.append((row_name(row, label), describe_item(item), reason))
+                failed.append(j)
         if progress is not None and batch:
             progress(1)
     if fresh:
         cache.put_many(list(fresh), out[list(fresh.values())])
-    return out, failures, keys, records
+    return out, failures, keys, records, failed

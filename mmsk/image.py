@@ -175,8 +175,8 @@ default="bilinear"
     def _extract(self, source: Any) -> np.ndarray:
         return self._from_wire(self._extract_wire(source))
 
-    def _from_wire(self, rows: np.ndarray) -> np.ndarray:
-        return np.divide(rows, np.float32(255), dtype=np.float32)
+    def _from_wire(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return np.divide(rows, np.float32(255), out=out, dtype=np.float32)
 
     def _extract_wire(self, source: Any) -> np.ndarray:
         img = load_image(source, self.mode)

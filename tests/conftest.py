@@ -46,6 +46,25 @@ def full_disk(monkeypatch):
     return lambda: monkeypatch.setattr(mmsk._cache_segments.os, "fdopen", fdopen)
 
 
+@pytest.fixture
+def count_extractions(monkeypatch):
+    """Return ``count(cls)``: a list that gets one entry per item ``cls`` extracts.
+
+    An extractor with a wire form (ImagePixels: 8-bit pixels) extracts every
+    item through ``_extract_wire``, whichever path it takes (``_extract``, the
+    cache, joblib workers); the others through ``_extract``.
+    """
+
+    def count(cls):
+        calls = []
+        name = "_extract_wire" if "_extract_wire" in vars(cls) else "_extract"
+        real = getattr(cls, name)
+        monkeypatch.setattr(cls, name, lambda self, source: calls.append(1) or real(self, source))
+        return calls
+
+    return count
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Torch on one thread for a module: tiny models run fastest so, and shared CI cores spin."""

@@ -134,11 +134,8 @@ def reads(monkeypatch):
 
 
 @pytest.fixture
-def extracted(monkeypatch):
-    calls = []
-    real = ImagePixels._extract
-    monkeypatch.setattr(ImagePixels, "_extract", lambda self, s: calls.append(1) or real(self, s))
-    return calls
+def extracted(count_extractions):
+    return count_extractions(ImagePixels)
 
 
 @pytest.fixture
@@ -307,7 +304,7 @@ def test_a_changed_entry_is_recomputed_with_a_warning(pngs, tmp_path, extracted)
     first = est.fit_transform(pngs)
     (segment,) = (tmp_path / "cache").rglob("*.seg")
     data = bytearray(segment.read_bytes())
-    row = first[2].tobytes()
+    row = np.rint(first[2] * 255).astype(np.uint8).tobytes()  # stored as its 8-bit pixels
     at = bytes(data).index(row)  # the third entry's values, under a valid header
     data[at + 5] ^= 0xFF
     segment.write_bytes(bytes(data))
@@ -511,3 +508,22 @@ def test_missing_and_failed_rows_are_nan_with_the_cache(pngs, tmp_path):
     mmsk._cache.MEMORY.clear()  # rows from disk, into a fresh (uninitialised) output
     with pytest.warns(ItemWarning):
         np.testing.assert_array_equal(cached.transform(items), expected)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_image_pixels_stores_its_8_bit_pixels(pngs, tmp_path, n_jobs):
+    """The store holds one byte per pixel; hits, partial or whole, equal an extraction."""
+    plain = ImagePixels(size=(5, 3), mode="RGB").fit(pngs)
+    expected = plain.transform(pngs)
+    cached = ImagePixels(size=(5, 3), mode="RGB", memory=tmp_path / "cache", n_jobs=n_jobs)
+    half = len(pngs) // 2
+    np.testing.assert_array_equal(cached.fit_transform(pngs[:half]), expected[:half])
+    (segment,) = (tmp_path / "cache").rglob("*.seg")
+    width = expected.shape[1]  # 45 values: 45 bytes a row, not 180
+    assert width * half <= segment.stat().st_size < 4 * width * half
+    for clear in (False, True):  # from the memory layer; then from disk, as a new process
+        if clear:
+            forget()
+        mixed = cached.transform(pngs[::-1])  # hits and misses, out of order
+        np.testing.assert_array_equal(mixed, expected[::-1])
+        assert mixed.dtype == np.float32

@@ -223,7 +223,7 @@ def test_bad_parameters_raise_in_fit_not_init(case):
 
 @pytest.mark.parametrize("name", ["AudioFeatures", "ImagePixels", "LogMelSpectrogram"])
 def test_memory_extracts_each_item_once_in_cross_validation(
-    name, wav_paths, png_paths, tmp_path, monkeypatch
+    name, wav_paths, png_paths, tmp_path, count_extractions
 ):
     from sklearn.dummy import DummyClassifier
     from sklearn.model_selection import cross_val_score
@@ -234,10 +234,7 @@ def test_memory_extracts_each_item_once_in_cross_validation(
     X = pd.DataFrame({"x": items * 5})
     # the same content under 30 rows: 6 distinct items
     y = np.arange(len(X)) % 2
-    cls = type(make())
-    calls = []
-    original = cls._extract
-    monkeypatch.setattr(cls, "_extract", lambda self, src: calls.append(1) or original(self, src))
+    calls = count_extractions(type(make()))
     features = ColumnTransformer([("x", make().set_params(memory=tmp_path), "x")])
     model = make_pipeline(features, DummyClassifier())
     cross_val_score(model, X, y, cv=5)

@@ -437,16 +437,8 @@ def test_features_bad_params_raise_in_fit(images, params):
 
 
 @pytest.mark.parametrize("make", ESTIMATORS)
-def test_memory_cache_extracts_each_item_once(images, make, tmp_path, monkeypatch):
-    cls = type(make())
-    calls = []
-    original = cls._extract
-
-    def counting(self, source):
-        calls.append(1)
-        return original(self, source)
-
-    monkeypatch.setattr(cls, "_extract", counting)
+def test_memory_cache_extracts_each_item_once(images, make, tmp_path, count_extractions):
+    calls = count_extractions(type(make()))
     items = [images["grey"], images["rgb"], images["jpeg"], None]
     est = make(memory=str(tmp_path)).fit(items)
     first = est.transform(items)
