@@ -176,6 +176,8 @@ default="bilinear"
         return self._from_wire(self._extract_wire(source))
 
     def _from_wire(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:  # (one item per call in _extract: no out= keyword to parse)
+            return np.divide(rows, np.float32(255), dtype=np.float32)
         return np.divide(rows, np.float32(255), out=out, dtype=np.float32)
 
     def _extract_wire(self, source: Any) -> np.ndarray:
