@@ -11,9 +11,9 @@ trusted on a shared machine:
   state would otherwise slow its successor every time);
 - the report gives the **median** of the repetitions and their spread
   (minimum and maximum), and the ratio of medians to the named baseline;
-  ``paired_speed`` gives the median of the per-repetition ratios too (two
-  variants of one repetition ran back to back: a drift of the machine's
-  speed cancels in their ratio);
+  ``paired_speed`` gives the median of the per-repetition ratios too (the
+  variants of one repetition ran within seconds of each other: a drift of
+  the machine's speed cancels in their ratio);
 - a line is printed after each timed call (``flush=True``), so a long run is
   never silent;
 - ``add_common_arguments`` gives each script the same ``--repeats``,
@@ -147,10 +147,10 @@ def paired_speed(
 ) -> tuple[float, float, float]:
     """The median, min and max over repetitions of ``slower``'s time over ``faster``'s.
 
-    Repetition ``r`` of two interleaved variants ran back to back, so their
-    ratio cancels a drift of the machine's speed that the ratio of medians
-    keeps (on a shared virtual machine one repetition can take 1.5x
-    another). Above 1: ``faster`` is faster.
+    Repetition ``r`` of interleaved variants ran within seconds (back to back
+    without rotation), so their ratio cancels a drift of the machine's speed
+    that the ratio of medians keeps (on a shared virtual machine one
+    repetition can take 1.5x another). Above 1: ``faster`` is faster.
     """
     ratios = [
         a / b for a, b in zip(timings[slower].seconds, timings[faster].seconds, strict=True) if b

@@ -20,7 +20,12 @@ first line printed names the mmsk that ran)::
 
 Protocol (``benchmarks/_timing.py``): the variants are interleaved (bare,
 n_jobs=1, n_jobs=2, bare, ...), each line printed as it is timed, and the
-report gives medians with their spread. Targets: mmsk at >= 0.97x the bare
+report gives medians with their spread, and the median of the
+per-repetition ratios. On a shared virtual machine the speed drifts by up
+to half over seconds, more than a whole repetition lasts; so the bare loop
+and mmsk ``n_jobs=1`` are also timed alternating in chunks of a twentieth
+of the items (at least 20; CPU time, three passes, in turn first), where
+the drift hits both alike: the steadiest of the figures. Targets: mmsk at >= 0.97x the bare
 loop's speed; ``n_jobs=2`` >= 1.7x (audio) and >= 1.5x (images) the speed of
 ``n_jobs=1`` on a quiet 2-core machine (check the load average printed with
 the figures).
@@ -35,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -132,6 +138,33 @@ def worker_cpu() -> dict[int, float]:
     return out
 
 
+def chunk_interleaved(
+    bare: Any, one: Any, items: list[str], *, chunk: int = 20, rounds: int = 3
+) -> tuple[float, float, float, float]:
+    """Time the bare loop and mmsk ``n_jobs=1`` alternating every ``chunk`` items (CPU time).
+
+    The two run within milliseconds of each other, in turn first, so a drift
+    of the machine's speed (seconds long on a shared virtual machine) hits
+    both alike. Returns the total speed (bare over mmsk time) and the median
+    and quartiles of the per-chunk speeds.
+    """
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    speeds, total = [], {"bare": 0.0, "mmsk": 0.0}
+    for r in range(rounds):
+        for k, part in enumerate(chunks):
+            spent = {}
+            order = [("bare", bare), ("mmsk", one.transform)]
+            for what, fn in order if (k + r) % 2 == 0 else order[::-1]:
+                start = time.process_time()
+                fn(part)
+                spent[what] = time.process_time() - start
+                total[what] += spent[what]
+            if spent["mmsk"] > 0:
+                speeds.append(spent["bare"] / spent["mmsk"])
+    q1, median, q3 = statistics.quantiles(speeds, n=4) if len(speeds) > 1 else [speeds[0]] * 3
+    return total["bare"] / total["mmsk"], median, q1, q3
+
+
 def compare(
     name: str,
     bare: object,
@@ -204,6 +237,14 @@ def compare(
         f"{paired_two[0]:.3f}x [{paired_two[1]:.3f}, {paired_two[2]:.3f}]",
         flush=True,
     )
+    chunk = max(20, len(items) // 20)  # 20 chunks a pass: mmsk's per-call work amortised
+    fine = chunk_interleaved(bare, one, items, chunk=chunk)
+    print(
+        f"{name}: interleaved every {chunk} items (CPU time, 3 passes): "
+        f"mmsk/bare speed {fine[0]:.3f}x in total, per chunk median {fine[1]:.3f}x "
+        f"[quartiles {fine[2]:.3f}, {fine[3]:.3f}]",
+        flush=True,
+    )
     if psutil is not None:
         kept = parallel[warmup:]
         parent, workers, busiest = (statistics.median(v) for v in zip(*kept, strict=True))
@@ -221,6 +262,7 @@ def compare(
         "cpu_speed": bare_cpu / one_cpu,
         "paired_speed": paired[0],
         "paired_speedup": paired_two[0],
+        "chunked_speed": fine[0],
     }
 
 
@@ -270,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     parts = [
         f"{what} mmsk/bare {r['speed']:.3f}x (CPU time {r['cpu_speed']:.3f}x, paired "
-        f"{r['paired_speed']:.3f}x), n_jobs=2 {r['speedup']:.3f}x "
+        f"{r['paired_speed']:.3f}x, alternating chunks {r['chunked_speed']:.3f}x), "
+        f"n_jobs=2 {r['speedup']:.3f}x "
         f"(paired {r['paired_speedup']:.3f}x)"
         for what, r in results.items()
     ]
