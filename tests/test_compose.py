@@ -5,10 +5,11 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from numpy.testing import assert_allclose
 from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, PowerTransformer, RobustScaler, StandardScaler
 
 from mmsk import AudioFeatures, FusionClassifier, FusionRegressor, ImagePixels
 from mmsk.compose import TfidfSVD, make_multimodal_pipeline
@@ -63,11 +64,45 @@ def test_one_block_per_media_column_and_one_per_tabular_role():
     assert isinstance(blocks["caption"][0], TfidfSVD)
     numbers, cols = blocks["numeric"]
     assert cols == ["age", "price"]
-    assert [type(s) for _, s in numbers.steps] == [SimpleImputer, StandardScaler]
+    steps = [type(s) for _, s in numbers.steps]
+    assert steps == [SimpleImputer, RobustScaler, PowerTransformer, StandardScaler]
     codes, cols = blocks["categorical"]
     assert isinstance(codes, OneHotEncoder) and codes.handle_unknown == "ignore"
     assert cols == ["city"]
     assert isinstance(model.named_steps["fusion"], FusionClassifier)
+
+
+def _skew(values):
+    centred = values - values.mean(axis=0)
+    return (centred**3).mean(axis=0) / centred.std(axis=0) ** 3
+
+
+def test_numeric_block_unskews_heavy_tails_and_can_be_plain_z_scores():
+    rng = np.random.RandomState(0)
+    n = 300
+    df = pd.DataFrame(
+        {
+            "votes": rng.lognormal(8, 2, n),  # heavy right tail, like counts and prices
+            "year": rng.randint(2000, 2020, n).astype(float),
+            "flat": np.full(n, 7.0),  # a constant column stays finite
+        }
+    )
+    df.loc[::10, "votes"] = np.nan
+    model = make_multimodal_pipeline(numeric=["votes", "year", "flat"])
+    out = model.named_steps["features"].fit_transform(df).to_numpy()
+    assert out.shape == (n, 4)  # three columns and the indicator of missing votes
+    assert np.isfinite(out).all()
+    assert_allclose(out.mean(axis=0), 0, atol=1e-6)
+    assert_allclose(out[:, :2].std(axis=0), 1, rtol=1e-6)
+    assert len(np.unique(out[:, 1])) == 20  # every year kept apart (raw Yeo-Johnson merges them)
+    assert abs(_skew(out[:, 0])) < 0.5
+    plain = model.set_params(
+        features__numeric__robustscaler="passthrough",
+        features__numeric__powertransformer="passthrough",
+    )
+    z = plain.named_steps["features"].fit_transform(df).to_numpy()
+    assert _skew(z[:, 0]) > 3  # the tail is still there
+    assert_allclose(z[:, 0].std(), 1, rtol=1e-6)
 
 
 def test_task_fusion_and_network_parameters_reach_the_estimator():

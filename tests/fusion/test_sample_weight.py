@@ -324,8 +324,10 @@ def test_make_multimodal_pipeline_routes_weights_through_the_column_transformer(
     assert_array_equal(search.predict_proba(df), direct.predict_proba(df))
     fusion = search.best_estimator_.named_steps["fusion"]
     assert type(fusion.net_).__name__ == "WeightedNetClassifier"
-    scaler = search.best_estimator_.named_steps["features"].named_transformers_["numeric"][-1]
-    assert_allclose(scaler.mean_, np.average(df[["price", "size"]], axis=0, weights=weight))
+    numbers = search.best_estimator_.named_steps["features"].named_transformers_["numeric"]
+    shaped = numbers[:-1].transform(df[["price", "size"]])  # imputed, Yeo-Johnson
+    assert_allclose(numbers[-1].mean_, np.average(shaped, axis=0, weights=weight))
+    assert not np.allclose(numbers[-1].mean_, shaped.mean(axis=0))  # the weights counted
 
 
 def test_groups_routed_on_request_and_beside_group_standard_scaler():
