@@ -325,7 +325,7 @@ def test_make_multimodal_pipeline_routes_weights_through_the_column_transformer(
     fusion = search.best_estimator_.named_steps["fusion"]
     assert type(fusion.net_).__name__ == "WeightedNetClassifier"
     numbers = search.best_estimator_.named_steps["features"].named_transformers_["numeric"]
-    shaped = numbers[:-1].transform(df[["price", "size"]])  # imputed, Yeo-Johnson
+    shaped = numbers[:-1].transform(df[["price", "size"]])  # all but the last step
     assert_allclose(numbers[-1].mean_, np.average(shaped, axis=0, weights=weight))
     assert not np.allclose(numbers[-1].mean_, shaped.mean(axis=0))  # the weights counted
 
