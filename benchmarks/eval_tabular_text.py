@@ -36,7 +36,8 @@ A missing description is a NaN block; LogisticRegression gets it as 0
 Models (all selection by cross-validation on the training rows only):
 
 - ``mmsk default``: ``FusionClassifier()`` with its defaults (plus the
-  class weights above), ``random_state=0``: five networks on these small
+  class weights above, with which early stopping watches the balanced
+  accuracy of the held-out rows), ``random_state=0``: five networks on these small
   data (``n_estimators="auto"``), the MiniLM block in its natural scale
   (``standardize="auto"`` leaves unit-norm embeddings alone);
 - ``mmsk tuned``: ``GridSearchCV`` (3-fold stratified, the task's metric) of a

@@ -133,7 +133,7 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME",
         help="scikit-learn scorer that early stopping watches (e.g. f1_macro; default: the "
-        "validation loss)",
+        "validation loss, or the balanced accuracy with --class-weight balanced)",
     )
     net.add_argument(
         "--n-estimators",

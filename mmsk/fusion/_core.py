@@ -392,6 +392,7 @@ class FusionBase(FusionParams, FusionState, BaseEstimator):
             validating=fraction is not None,
             early_stopping=self.early_stopping_,
             n_iter_no_change=spec["n_iter_no_change"],
+            class_weight=spec["net"].get("criterion__weight"),
         )
         callbacks += added
         # (not for a pretrained tower alone: the refresh would cost one more pass

@@ -111,7 +111,7 @@ _NETWORK = """\
         wins if it sets it too.
     lr_schedule : {"plateau", "cosine"} or None, default="plateau"
         ``"plateau"``: divide the learning rate by 3 when the monitored
-        value (``valid_loss``, ``valid_score`` with ``scoring``, or
+        value (``valid_loss``, ``valid_score`` with ``scoring``{cw_short}, or
         ``train_loss`` without validation) has not improved for about half
         of ``n_iter_no_change`` epochs. ``"cosine"``: cosine annealing to 0
         over ``max_epochs``. None: a constant learning rate.
@@ -140,7 +140,7 @@ _NETWORK = """\
     early_stopping : "auto" or bool, default="auto"
         Hold out ``validation_fraction`` of the training rows{split}, stop
         when the monitored value (``valid_loss``, or ``valid_score`` with
-        ``scoring``) has not improved by ``tol`` for ``n_iter_no_change``
+        ``scoring``{cw_short}) has not improved by ``tol`` for ``n_iter_no_change``
         epochs, and restore the weights of the best epoch. The held-out rows
         are not trained on: they choose the epoch. ``"auto"``: on when the
         split holds at least 20 rows (and, for a classifier, every class on
@@ -156,12 +156,13 @@ _NETWORK = """\
     tol : float, default=1e-4
         Least improvement of the monitored value that counts (absolute).
     scoring : str, callable or None, default=None
-        What early stopping watches on the held-out rows: None, the
-        validation loss; else a scikit-learn scorer name (``"f1_macro"``,
-        ``"roc_auc"``, ``"neg_mean_absolute_error"``, ...) or a callable
-        ``scorer(estimator, X, y)``, evaluated on the estimator's own
-        predictions (original labels, unscaled targets) and recorded as
-        ``valid_score`` in ``net_.history`` (greater is better).
+        What early stopping watches on the held-out rows: a scikit-learn
+        scorer name (``"f1_macro"``, ``"roc_auc"``,
+        ``"neg_mean_absolute_error"``, ...) or a callable ``scorer(estimator,
+        X, y)``, evaluated on the estimator's own predictions (original
+        labels, unscaled targets) and recorded as ``valid_score`` in
+        ``net_.history`` (greater is better).
+        None: the validation loss{cw_long}.
     n_estimators : int or "auto", default="auto"
         Networks trained with different seeds (weights, batches and
         validation split) and averaged: probabilities for the classifier,

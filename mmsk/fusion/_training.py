@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.metrics import check_scoring
+from sklearn.metrics import accuracy_score, check_scoring
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 
 from mmsk.fusion._weights import SAMPLE_WEIGHT
 
-__all__ = ["LR_SCHEDULES", "ValidationScore", "training_callbacks"]
+__all__ = ["LR_SCHEDULES", "ClassWeightedAccuracy", "ValidationScore", "training_callbacks"]
 
 #: The values of ``lr_schedule``.
 LR_SCHEDULES = (None, "plateau", "cosine")
@@ -113,6 +113,48 @@ class ValidationScore(Callback):
         net.history.record("valid_score_best", is_best)
 
 
+class ClassWeightedAccuracy:
+    """The accuracy with each row weighted by its class's weight: what a class-weighted fit watches.
+
+    With ``class_weight="balanced"`` this is the balanced accuracy (the
+    mean of the per-class recalls); with a dict of weights, the accuracy
+    that counts each row as often as its class weight says. The rows'
+    ``sample_weight`` multiplies in, as in the training loss. A scorer
+    ``scorer(estimator, X, y, sample_weight=None)``, greater is better.
+
+    Parameters
+    ----------
+    classes : ndarray
+        The estimator's ``classes_`` (sorted, as :func:`numpy.unique` gives them).
+    weights : ndarray
+        The weight of each class, in the order of ``classes``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.dummy import DummyClassifier
+    >>> from mmsk.fusion._training import ClassWeightedAccuracy
+    >>> y = np.array([0, 0, 0, 1])
+    >>> always_0 = DummyClassifier(strategy="most_frequent").fit(np.zeros((4, 1)), y)
+    >>> scorer = ClassWeightedAccuracy(np.array([0, 1]), np.array([4 / 6, 4 / 2]))
+    >>> float(scorer(always_0, np.zeros((4, 1)), y))  # the balanced accuracy
+    0.5
+    """
+
+    def __init__(self, classes: np.ndarray, weights: np.ndarray) -> None:
+        self.classes = classes
+        self.weights = weights
+
+    def __call__(
+        self, estimator: Any, X: Any, y: Any, sample_weight: np.ndarray | None = None
+    ) -> float:
+        y = np.asarray(y)
+        weight = np.asarray(self.weights, dtype=np.float64)[np.searchsorted(self.classes, y)]
+        if sample_weight is not None:
+            weight = weight * np.asarray(sample_weight, dtype=np.float64)
+        return float(accuracy_score(y, estimator.predict(X), sample_weight=weight))
+
+
 class _ClassDecoder:
     """Outputs -> (stand-in classifier, true labels); a class so that nets pickle."""
 
@@ -147,7 +189,12 @@ def _decoder(estimator: Any) -> Callable[[np.ndarray, np.ndarray], tuple[Any, np
 
 
 def training_callbacks(
-    estimator: Any, *, validating: bool, early_stopping: bool, n_iter_no_change: int = 10
+    estimator: Any,
+    *,
+    validating: bool,
+    early_stopping: bool,
+    n_iter_no_change: int = 10,
+    class_weight: np.ndarray | None = None,
 ) -> tuple[list[Any], str, bool]:
     """Return the callbacks the estimators add to skorch's loop, in order.
 
@@ -164,11 +211,20 @@ def training_callbacks(
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping (the plateau schedule
         waits about half as long before it lowers the learning rate).
+    class_weight : ndarray or None, default=None
+        The classifier's class weights (in the order of ``classes_``), when
+        ``class_weight`` is set. Without ``scoring``, the held-out rows are
+        then scored by :class:`ClassWeightedAccuracy` and that score is
+        watched instead of the validation loss: the class-weighted loss of
+        a few rows of a rare class, each weighing many times a common row,
+        rises as soon as the network starts to fit them, long before the
+        predictions stop improving.
 
     Returns
     -------
     callbacks : list of (str, Callback)
-        ``valid_score`` (when ``scoring`` is set and rows are held out),
+        ``valid_score`` (when ``scoring`` or ``class_weight`` is set and rows
+        are held out),
         the learning-rate scheduler, ``early_stopping``.
     monitor : str
         The history key early stopping and the plateau schedule watch.
@@ -187,8 +243,12 @@ def training_callbacks(
     monitor, lower_is_better = "train_loss", True
     if validating:
         monitor = "valid_loss"
+        scorer = None
         if estimator.scoring is not None:
             scorer = check_scoring(estimator, scoring=estimator.scoring)
+        elif class_weight is not None:
+            scorer = ClassWeightedAccuracy(estimator.classes_, np.asarray(class_weight))
+        if scorer is not None:
             callbacks.append(("valid_score", ValidationScore(scorer, _decoder(estimator))))
             monitor, lower_is_better = "valid_score", False
     if estimator.lr_schedule == "plateau":

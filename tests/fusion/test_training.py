@@ -11,10 +11,16 @@ from scipy import sparse
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, mean_absolute_error
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    mean_absolute_error,
+)
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
 
 from mmsk.fusion import FusionClassifier, FusionRegressor
 
@@ -68,6 +74,42 @@ def test_scoring_records_valid_score_and_early_stopping_watches_it():
     # the scoring callback pickles with the net
     again = pickle.loads(pickle.dumps(clf))
     assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+def _held_out_rows(clf, X, y):
+    valid = clf.net_.get_split_datasets(*_prepared(clf, X, y))[1]
+    rows = np.asarray(valid.indices)
+    return {name: block[rows] for name, block in X.items()}, y[rows]
+
+
+def test_a_class_weighted_fit_watches_the_class_weighted_accuracy_of_the_held_out_rows():
+    X, y = linear_problem(400)
+    rng = np.random.RandomState(1)
+    labels = np.where((y == 1) & (rng.uniform(size=len(y)) < 0.3), "rare", "common")
+    assert 0.05 < np.mean(labels == "rare") < 0.25
+    clf = FusionClassifier(class_weight="balanced", max_epochs=6, n_estimators=1, **QUICK)
+    history = clf.fit(X, labels).net_.history
+    assert "valid_loss" in history[-1] and "valid_score" in history[-1]
+    X_valid, y_valid = _held_out_rows(clf, X, labels)
+    # the weights of the best epoch are restored: its score is that of the fitted model
+    best = max(history[:, "valid_score"])
+    w_common, w_rare = compute_class_weight("balanced", classes=np.unique(labels), y=labels)
+    weights = np.where(y_valid == "rare", w_rare, w_common)
+    assert best == pytest.approx(
+        accuracy_score(y_valid, clf.predict(X_valid), sample_weight=weights)
+    )
+    # a stratified split keeps the class shares, so this is the balanced accuracy
+    assert best == pytest.approx(balanced_accuracy_score(y_valid, clf.predict(X_valid)), abs=0.02)
+    # without class weights: the validation loss; a scoring the user names wins
+    plain = FusionClassifier(max_epochs=2, n_estimators=1, **QUICK).fit(X, labels)
+    assert "valid_score" not in plain.net_.history[-1]
+    named = FusionClassifier(
+        class_weight="balanced", scoring="accuracy", max_epochs=3, n_estimators=1, **QUICK
+    ).fit(X, labels)
+    X_valid, y_valid = _held_out_rows(named, X, labels)
+    assert max(named.net_.history[:, "valid_score"]) == pytest.approx(
+        accuracy_score(y_valid, named.predict(X_valid))
+    )
 
 
 def _prepared(clf, X, y):
