@@ -384,7 +384,7 @@ def test_stacking_the_fusion_pipeline_with_scikit_learn_models():
             ("shop", OneHotEncoder(sparse_output=False), ["shop"]),
         ]
     ).set_output(transform="pandas")
-    fusion = make_pipeline(features, FusionClassifier(max_epochs=20, **QUICK))
+    fusion = make_pipeline(features, FusionClassifier(max_epochs=20, n_estimators=1, **QUICK))
     linear = make_pipeline(features, LogisticRegression())
     stack = StackingClassifier([("fusion", fusion), ("linear", linear)], cv=3)
     scores = cross_val_score(stack, df, y, cv=3)
